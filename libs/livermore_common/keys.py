@@ -87,6 +87,10 @@ class KeySpace:
             f"exchange:status:{int(exchange_id)}:instance:{_check_part(instance_id, 'instance')}"
         )
 
+    def exchange_instances_key(self, exchange_id: int) -> str:
+        """Set of instance ids that have reported status for an exchange."""
+        return self._n(f"exchange:status:{int(exchange_id)}:instances")
+
     def ingestor_members_key(self, exchange_id: int) -> str:
         """Sorted set of live ingestor instances of one exchange (score = lease expiry ms)."""
         return self._n(f"ingestors:{int(exchange_id)}:members")
