@@ -191,3 +191,20 @@ def decode_response(data: bytes | str) -> ControlResponse | LifecycleEvent:
     if decoder is None:
         decoder = _decoders[ResponsesMessage] = msgspec.json.Decoder(ResponsesMessage)
     return decoder.decode(data)  # type: ignore[no-any-return]
+
+
+class SymbolEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One symbol an exchange's ingestors watch: tier 1 (shared) or 2 (only these users hold it)."""
+
+    symbol: str
+    tier: int = 1
+    user_ids: tuple[int, ...] = ()
+    volume_rank: int | None = None
+
+
+class SymbolList(msgspec.Struct, frozen=True, kw_only=True):
+    """The merged list the symbol manager maintains per exchange (`keys.symbol_list_key`)."""
+
+    exchange_id: int
+    updated_at: int
+    symbols: tuple[SymbolEntry, ...]
