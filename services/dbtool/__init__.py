@@ -1,0 +1,1 @@
+"""`livermore db`: migrate the schema (Atlas format), show its status, rehash, pull typed models."""
