@@ -177,7 +177,7 @@ def _macdv_or_nan(fast: float, slow: float, atr: float, scale: float) -> float:
 
 
 class MacdVState(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Incremental MACD-V of one series: O(1) per bar, a few dozen bytes as msgpack.
+    """Incremental MACD-V of one series: O(1) per bar, about 150 bytes as msgpack.
 
     `fast`, `slow`, `atr` and `signal` hold running sums while their average is seeding (the seed
     is the simple mean of the first n inputs) and the average itself afterwards; the counters say
@@ -214,7 +214,11 @@ class MacdVState(msgspec.Struct, kw_only=True, omit_defaults=True):
         return _decoder.decode(data)
 
     def update(self, candle: Candle) -> MacdVPoint:
-        """Add a closed candle, first filling any missing buckets since the last one."""
+        """Add a closed candle, first filling any missing buckets since the last one.
+
+        Each missing bucket costs one cheap synthetic step (no allocation); a candle not after
+        the last one raises `OutOfOrderCandleError` and leaves the state untouched.
+        """
         ts = candle.timestamp
         step = self.interval_ms
         if self.bars and step > 0:
