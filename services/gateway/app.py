@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from livermore_common.db import Database
 from livermore_common.keys import KeySpace
 from livermore_common.logs import get_logger
 from livermore_common.redisbus import connect
@@ -94,8 +95,6 @@ def _resources(
 
 
 async def _open_catalog(stack: AsyncExitStack, database_url: str) -> Catalog:
-    from livermore_common.db import Database  # type: ignore[import-not-found]
-
     db = await stack.enter_async_context(Database(database_url))
     return DatabaseCatalog(db)
 
