@@ -316,3 +316,20 @@ async def test_pull_check_passes_on_a_migrated_database(database_url: str, tmp_p
         await _run_cli("pull", "--check", "--database-url", database_url, "--output", str(stale))
         == 0
     )
+
+
+async def test_status_command_reports_pending_then_current(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await _run_cli("status", "--database-url", database_url) == 0
+    out = capsys.readouterr().out
+    assert "current version: none" in out and "pending 20240605120000_prerelease_schema.sql" in out
+    await migrate(database_url, to_version=FIRST)
+    assert await _run_cli("status", "--database-url", database_url) == 0
+    out = capsys.readouterr().out
+    assert f"current version: {FIRST}" in out and "pending 20250110090000_exchanges.sql" in out
+    directory = _copy_migrations(tmp_path)
+    (directory / "20240605120000_prerelease_schema.sql").write_text("-- rewritten history\n")
+    assert await _run_cli("status", "--database-url", database_url, "--dir", str(directory)) == 1
+    captured = capsys.readouterr()
+    assert "20240605120000_prerelease_schema.sql" in captured.err

@@ -193,3 +193,14 @@ def test_migration_names_use_atlas_timestamp_versions() -> None:
 def test_migrations_dir_env_override(tmp_path: Path) -> None:
     assert default_migrations_dir({"LIVERMORE_MIGRATIONS_DIR": str(tmp_path)}) == tmp_path
     assert MIGRATIONS.parts[-3:] == ("schema", "atlas", "migrations")
+
+
+def test_db_hash_command_rehashes_after_an_edit(tmp_path: Path) -> None:
+    from services.dbtool.__main__ import main
+
+    directory = _write_dir(tmp_path / "m", HAND_FILES)
+    (directory / "2_b.sql").write_bytes(b"SELECT 22;\n")
+    with pytest.raises(ChecksumError):
+        verify_directory(directory)
+    assert main(["hash", "--dir", str(directory)]) == 0
+    assert [f.name for f in verify_directory(directory)] == ["1_a.sql", "2_b.sql"]
