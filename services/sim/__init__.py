@@ -1,0 +1,1 @@
+"""The exchange simulator: Coinbase Advanced Trade and Binance Spot protocols on localhost."""

@@ -1,0 +1,90 @@
+"""`livermore sim`: serve the Coinbase and Binance protocols on localhost until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from livermore_common.logs import configure_logging, get_logger
+from services.sim.config import SimConfig
+from services.sim.pointdb import point_db
+from services.sim.server import Simulator
+
+
+def _start_time(text: str) -> int:
+    """Epoch milliseconds, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text.isdigit():
+        return int(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[SimConfig, str | None]:
+    p = argparse.ArgumentParser(prog="livermore sim", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--binance-port", type=int, default=0)
+    p.add_argument("--coinbase-port", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--speed", type=float, default=1.0, help="sim seconds per real second")
+    p.add_argument("--start-time", type=_start_time, default=None, help="epoch ms or ISO time")
+    p.add_argument("--history-minutes", type=int, default=2 * 1440)
+    p.add_argument("--firehose", action="store_true", help="Binance 1m klines as fast as read")
+    p.add_argument("--firehose-minutes", type=int, default=30)
+    p.add_argument("--binance-ping-interval", type=float, default=20.0)
+    p.add_argument("--coinbase-public-rps", type=float, default=10.0)
+    p.add_argument("--point-db", metavar="URL", default=None, help="update its exchanges rows")
+    a = p.parse_args(list(argv))
+    config = SimConfig(
+        host=a.host,
+        binance_port=a.binance_port,
+        coinbase_port=a.coinbase_port,
+        seed=a.seed,
+        symbols=a.symbols,
+        speed=a.speed,
+        start_time_ms=a.start_time,
+        history_minutes=a.history_minutes,
+        firehose=a.firehose,
+        firehose_minutes=a.firehose_minutes,
+        binance_ping_interval_s=a.binance_ping_interval,
+        coinbase_public_rps=a.coinbase_public_rps,
+    )
+    return config, a.point_db
+
+
+async def serve(config: SimConfig, database_url: str | None) -> None:
+    log = get_logger("sim")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Simulator(config) as sim:
+        if database_url:
+            urls = {
+                "coinbase": (sim.coinbase_ws_url, sim.coinbase_url),
+                "binance": (sim.binance_ws_url, sim.binance_url),
+            }
+            updated = await point_db(database_url, urls)
+            log.info("exchanges rows pointed at the simulator", rows=updated)
+        print(f"sim ready coinbase={sim.coinbase_url} binance={sim.binance_url}", flush=True)
+        await stop.wait()
+    log.info("simulator stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, database_url = parse_args(sys.argv[1:] if argv is None else argv)
+    configure_logging(service="sim")
+    asyncio.run(serve(config, database_url))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
