@@ -44,9 +44,12 @@ def _symbol_info(spec: SymbolSpec) -> dict[str, Any]:
         "icebergAllowed": True,
         "ocoAllowed": True,
         "otoAllowed": True,
+        "opoAllowed": True,
         "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": True,
         "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "pegInstructionsAllowed": True,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": spec.index < 20,
         "filters": [
