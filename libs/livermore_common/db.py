@@ -255,6 +255,11 @@ class Database:
             return await self._row(UserRow, "SELECT * FROM users WHERE id = $1", id_or_username)
         return await self._row(UserRow, "SELECT * FROM users WHERE username = $1", id_or_username)
 
+    async def list_users(self, *, active_only: bool = False) -> list[UserRow]:
+        return await self._rows(
+            UserRow, "SELECT * FROM users WHERE is_active OR NOT $1 ORDER BY id", active_only
+        )
+
     async def add_user_exchange(
         self,
         user_id: int,

@@ -1,0 +1,1 @@
+"""Account commands: `livermore users` and `livermore user-exchanges`."""
