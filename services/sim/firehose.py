@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 
 from aiohttp import WSMsgType, web
 
@@ -36,6 +39,37 @@ def ws_frame(payload: bytes) -> bytes:
     return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
+def render_symbol(
+    market: Market, index: int, first_minute: int, count: int
+) -> list[tuple[bytes, ...]]:
+    """Per minute, the four frames (three partials, then the final) of one symbol's 1m stream."""
+    spec = market.symbols[index]
+    stream = f"{spec.name.lower()}@kline_1m"
+    prev = market.last_price_before(spec, first_minute)
+    out = []
+    for minute in range(first_minute, first_minute + count):
+        start = minute * MINUTE_MS
+        data = market.minute(spec, minute)
+        frames = []
+        for k in range(1, SLICES + 1):
+            done = merge(sl.bar for sl in data.slices[:k] if sl is not None) or flat(prev)
+            final = k == SLICES
+            event_time = start + k * SLICE_MS + (1 if final else 0)
+            text = kline_event(spec, "1m", MINUTE_MS, start, done, final, event_time)
+            frames.append(ws_frame(combined(stream, text).encode()))
+            if final:
+                prev = done.close
+        out.append(tuple(frames))
+    return out
+
+
+def _render_chunk(
+    config: SimConfig, indices: list[int], first_minute: int, count: int
+) -> dict[int, list[tuple[bytes, ...]]]:
+    market = Market("binance", config)  # pure: a worker process rebuilds the same market
+    return {i: render_symbol(market, i, first_minute, count) for i in indices}
+
+
 class Firehose:
     def __init__(
         self, market: Market, clock: SimClock, truth: Truth, faults: Faults, config: SimConfig
@@ -44,38 +78,39 @@ class Firehose:
         self.config = config
         self.first_minute = clock.start_ms // MINUTE_MS
         self._names = {f"{s.name.lower()}@kline_1m": s.index for s in market.symbols}
-        self._prepared: list[list[list[bytes]]] = []  # [minute offset][phase][symbol index]
-        self._last_close: dict[int, int] = {}
+        # [symbol index][minute offset] -> four frames
+        self._frames: list[list[tuple[bytes, ...]]] = [[] for _ in market.symbols]
         self.connections: set[Connection] = set()
 
     def prepare(self) -> None:
-        for offset in range(self.config.firehose_minutes):
-            self._prepared.append(self._render_minute(self.first_minute + offset))
+        """Render `firehose_minutes` minutes for every symbol, on every core."""
+        count = self.config.firehose_minutes
+        indices = [s.index for s in self.market.symbols]
+        workers = max(1, min(os.cpu_count() or 1, len(indices)))
+        chunks = [indices[w::workers] for w in range(workers)]
+        if workers == 1 or count * len(indices) < 2000:
+            results = [_render_chunk(self.config, indices, self.first_minute, count)]
+        else:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [
+                    pool.submit(_render_chunk, self.config, c, self.first_minute, count)
+                    for c in chunks
+                ]
+                results = [f.result() for f in futures]
+        for result in results:
+            for index, frames in result.items():
+                self._frames[index] = frames
 
-    def _render_minute(self, minute: int) -> list[list[bytes]]:
-        """Four phases of frames (3 partials, then the final) for every symbol."""
-        start = minute * MINUTE_MS
-        phases: list[list[bytes]] = [[] for _ in range(SLICES)]
-        for spec in self.market.symbols:
-            data = self.market.minute(spec, minute)
-            prev = self._last_close.get(spec.index)
-            if prev is None:
-                prev = self.market.last_price_before(spec, minute)
-            stream = f"{spec.name.lower()}@kline_1m"
-            for k in range(1, SLICES + 1):
-                done = merge(sl.bar for sl in data.slices[:k] if sl is not None) or flat(prev)
-                final = k == SLICES
-                event_time = start + k * SLICE_MS + (1 if final else 0)
-                text = kline_event(spec, "1m", MINUTE_MS, start, done, final, event_time)
-                phases[k - 1].append(ws_frame(combined(stream, text).encode()))
-                if final:
-                    self._last_close[spec.index] = done.close
-        return phases
-
-    def _minute_frames(self, offset: int) -> list[list[bytes]]:
-        if offset < len(self._prepared):
-            return self._prepared[offset]
-        return self._render_minute(self.first_minute + offset)
+    def _phases(self, offset: int, wanted: list[int]) -> list[bytes]:
+        """The batches to write for one minute: all wanted streams, phase by phase."""
+        if offset >= len(self._frames[wanted[0]]):
+            # Past the prepared window: render this minute here (much slower).
+            minute = self.first_minute + offset
+            per = [render_symbol(self.market, i, minute, 1)[0] for i in wanted]
+        else:
+            per = [self._frames[i][offset] for i in wanted]
+        return [b"".join([frames[k] for frames in per]) for k in range(SLICES)]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20)
@@ -108,10 +143,9 @@ class Firehose:
                 await self._flush_replies(conn, transport)
                 await asyncio.sleep(0.05)
                 continue
-            phases = self._minute_frames(offset)
-            for frames in phases:
+            for batch in self._phases(offset, wanted):
                 await self._flush_replies(conn, transport)
-                transport.write(b"".join([frames[i] for i in wanted]))
+                transport.write(batch)
                 # A raw transport has no public drain(); poll its buffer instead.
                 while transport.get_write_buffer_size() > _HIGH_WATER:  # noqa: ASYNC110
                     await asyncio.sleep(0.001)

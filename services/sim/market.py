@@ -114,7 +114,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
     if lam <= 0:
         return 0
     if lam > 30:
-        return max(0, round(lam + math.sqrt(lam) * rng.gauss(0.0, 1.0)))
+        return max(0, round(lam + math.sqrt(lam) * _normalish(rng)))
     limit, k, p = math.exp(-lam), 0, rng.random()
     while p > limit:
         k += 1
@@ -135,6 +135,9 @@ class Market:
         self.seed = config.seed
         self.salt = EXCHANGE_SALT[exchange]
         self.symbols: tuple[SymbolSpec, ...] = build_universe(exchange, config)
+        # Only Coinbase shows trades (market_trades); Binance minutes are drawn as bars directly,
+        # which is several times cheaper (the firehose and big backfills depend on it).
+        self.trade_level = exchange == "coinbase"
         self.by_name = {s.name: s for s in self.symbols}
         self._paths: dict[tuple[int, int], list[float]] = {}
         self._minutes: dict[tuple[int, int], Bar | None] = {}
@@ -179,7 +182,8 @@ class Market:
 
     def minute(self, spec: SymbolSpec, minute: int) -> MinuteData:
         """Trades and bars of one minute (regenerated on demand; bars are cached)."""
-        rng = random.Random(mix(self.seed, self.salt, spec.index, minute, 23))
+        # Tuple hashes of ints are stable across runs (no hash randomisation for ints).
+        rng = random.Random(hash((self.seed, self.salt, spec.index, minute)))
         x0, x1 = self.log_price(spec, minute), self.log_price(spec, minute + 1)
         points = [x0]
         for s in range(1, SLICES):
@@ -187,7 +191,7 @@ class Market:
             points.append(x0 + (x1 - x0) * s / SLICES + noise)
         points.append(x1)
         lam = spec.trades_per_minute / SLICES
-        slice_quote = spec.quote_volume_24h / 1440.0 / SLICES
+        per_count = spec.quote_volume_24h / 1440.0 / SLICES / lam if lam > 0 else 0.0
         slices: list[Slice | None] = []
         for s in range(SLICES):
             count = _poisson(rng, lam)
@@ -195,16 +199,14 @@ class Market:
                 slices.append(None)
                 continue
             start_us = (minute * MINUTE_MS + s * SLICE_MS) * 1000
-            quote_target = slice_quote * count / lam
-            trades = self._slice_trades(
-                rng, spec, start_us, (points[s], points[s + 1]), count, quote_target
-            )
-            slices.append(Slice(trades, bar_of_trades(trades, spec.decimals, count)))
+            ends = (points[s], points[s + 1])
+            make = self._slice if self.trade_level else self._slice_bar
+            slices.append(make(rng, spec, start_us, ends, count, per_count * count))
         bar = merge(sl.bar for sl in slices if sl is not None)
         self._remember(self._minutes, (spec.index, minute), bar)
         return MinuteData(minute, tuple(slices), bar)
 
-    def _slice_trades(
+    def _slice(
         self,
         rng: random.Random,
         spec: SymbolSpec,
@@ -212,23 +214,77 @@ class Market:
         ends: tuple[float, float],
         count: int,
         quote_target: float,
-    ) -> tuple[Trade, ...]:
-        """Up to four trades along the path; sizes split the slice's quote volume."""
+    ) -> Slice:
+        """Up to four trades along the path, sizes splitting the slice's quote volume, and
+        their bar (computed in the same pass: this is the simulator's hottest loop)."""
         x0, dx = ends[0], ends[1] - ends[0]
         k = min(count, MAX_REPRESENTATIVE)
         rand = rng.random
         offsets = sorted([rand() for _ in range(k)])
         weights = [0.2 + rand() for _ in range(k)]
-        per_weight = quote_target / sum(weights) * 1e8
+        scale = 10**spec.decimals
+        per_weight = quote_target / sum(weights) * 1e8 * scale
+        micro = spec.sigma * 0.3
+        exp = math.exp
+        trades = []
+        high, low = 0, 1 << 62
+        volume = quote = taker_volume = taker_quote = 0
+        half = scale // 2
+        for u, w in zip(offsets, weights, strict=True):
+            price = max(1, round(exp(x0 + dx * u + micro * (rand() + rand() - 1.0)) * scale))
+            size = max(1, round(w * per_weight / price))
+            buy = rand() < 0.5
+            trades.append(Trade(start_us + int(u * SLICE_US), price, size, buy))
+            high = max(high, price)
+            low = min(low, price)
+            q = (size * price + half) // scale
+            volume += size
+            quote += q
+            if buy:
+                taker_volume += size
+                taker_quote += q
+        bar = Bar(
+            trades[0].price,
+            high,
+            low,
+            trades[-1].price,
+            volume,
+            quote,
+            count,
+            taker_volume,
+            taker_quote,
+        )
+        return Slice(tuple(trades), bar)
+
+    def _slice_bar(
+        self,
+        rng: random.Random,
+        spec: SymbolSpec,
+        start_us: int,
+        ends: tuple[float, float],
+        count: int,
+        quote_target: float,
+    ) -> Slice:
+        """A slice drawn as a bar: open and close near the path, wicks beyond them."""
+        rand = rng.random
         scale = 10**spec.decimals
         micro = spec.sigma * 0.3
-        out = []
-        for u, w in zip(offsets, weights, strict=True):
-            x = x0 + dx * u + micro * (rand() + rand() - 1.0)
-            price = max(1, round(math.exp(x) * scale))
-            size = max(1, round(w * per_weight * scale / price))
-            out.append(Trade(start_us + int(u * SLICE_US), price, size, rand() < 0.5))
-        return tuple(out)
+        open_ = max(1, round(math.exp(ends[0] + micro * (rand() - 0.5)) * scale))
+        close = max(1, round(math.exp(ends[1] + micro * (rand() - 0.5)) * scale))
+        if count == 1:
+            close = open_
+        wick = 1.0 + micro * rand() if count > 2 else 1.0
+        high = max(open_, close, round(max(open_, close) * wick))
+        low = max(1, min(open_, close, round(min(open_, close) / wick)))
+        volume = max(
+            1, round(quote_target * (0.6 + 0.8 * rand()) * 1e8 * 2 / (open_ + close) * scale)
+        )
+        quote = (volume * (open_ + close) // 2 + scale // 2) // scale
+        taker = 0.2 + 0.6 * rand()
+        taker_volume = int(volume * taker)
+        taker_quote = int(quote * taker)
+        bar = Bar(open_, high, low, close, volume, quote, count, taker_volume, taker_quote)
+        return Slice((), bar)
 
     def minute_bar(self, spec: SymbolSpec, minute: int) -> Bar | None:
         """The minute's bar, or None when nothing traded (cached)."""
