@@ -192,18 +192,20 @@ class BinanceStreams:
             now = self.clock.now_ms()
             last = now - (now - 1) % SLICE_MS - 1  # latest phase boundary < now
             for phase in range(next_phase, last + 1, SLICE_MS):
-                self.emit_phase(phase, now, latest=phase == last)
+                await self.emit_phase(phase, now, latest=phase == last)
             next_phase = last + SLICE_MS
 
-    def emit_phase(self, phase: int, now: int, *, latest: bool) -> None:
+    async def emit_phase(self, phase: int, now: int, *, latest: bool) -> None:
         """Finals for intervals closing at `phase`; partials (latest phase only) for the rest."""
         if self.faults.is_stalled("binance") or not self.connections:
             return
         rendered: dict[str, str | None] = {}
         for conn in list(self.connections):
-            for name in conn.streams:
+            for name in list(conn.streams):
                 if name not in rendered:
                     rendered[name] = self._render(name, phase, now, latest)
+                    if len(rendered) % 64 == 0:
+                        await asyncio.sleep(0)  # a first daily kline can take a while
                 data = rendered[name]
                 if data is not None:
                     conn.send(combined(name, data) if conn.combined else data)

@@ -37,16 +37,17 @@ def traded_bar(
 ) -> Bar | None:
     """Aggregate of the traded minutes of a bucket as known at `now_ms`; None if no trade yet."""
     first = start_ms // MINUTE_MS
-    last = min((start_ms + tf_ms) // MINUTE_MS, now_ms // MINUTE_MS + 1)
-    bars: list[Bar] = []
-    for m in range(first, last):
-        if (m + 1) * MINUTE_MS <= now_ms:
-            bar = market.minute_bar(spec, m)
-        else:
-            bar = _forming_minute(market, spec, m, now_ms, by_trade)
-        if bar is not None:
-            bars.append(bar)
-    return merge(bars)
+    end = (start_ms + tf_ms) // MINUTE_MS
+    closed_end = min(end, now_ms // MINUTE_MS)  # minutes that have ended by now
+    if closed_end - first > 1:
+        bar = market.closed_prefix(spec, first, closed_end, tf_ms)
+    else:
+        bar = merge(b for m in range(first, closed_end) if (b := market.minute_bar(spec, m)))
+    if closed_end < end and closed_end >= first:
+        forming = _forming_minute(market, spec, closed_end, now_ms, by_trade)
+        if forming is not None:
+            bar = forming if bar is None else merge((bar, forming))
+    return bar
 
 
 def binance_series(

@@ -21,7 +21,7 @@ from services.sim.coinbase_frames import Frames, candle_dict, trade_dict
 from services.sim.config import SimConfig
 from services.sim.faults import Faults
 from services.sim.jwt import JwtError, verify_jwt
-from services.sim.market import MINUTE_MS, Market, MinuteData
+from services.sim.market import MINUTE_MS, Market
 from services.sim.truth import Truth
 from services.sim.universe import SymbolSpec
 
@@ -54,7 +54,6 @@ class CoinbaseFeed:
         self.market, self.clock, self.truth, self.faults = market, clock, truth, faults
         self.config = config
         self.connections: set[CoinbaseConnection] = set()
-        self._minutes: dict[tuple[int, int], MinuteData] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._decoder = msgspec.json.Decoder()
         faults.register("coinbase", self)
@@ -241,7 +240,7 @@ class CoinbaseFeed:
         lo, hi = after_ms * 1000 + 999, upto_ms * 1000 + 999
         out = []
         for minute in range(after_ms // MINUTE_MS, upto_ms // MINUTE_MS + 1):
-            data = self._minute(spec, minute)
+            data = self.market.minute(spec, minute)
             for i, sl in enumerate(data.slices):
                 if sl is None:
                     continue
@@ -249,15 +248,6 @@ class CoinbaseFeed:
                     if lo < t.time_us <= hi:
                         out.append(trade_dict(spec, t, minute, i * 4 + j))
         return out
-
-    def _minute(self, spec: SymbolSpec, minute: int) -> MinuteData:
-        key = (spec.index, minute)
-        data = self._minutes.get(key)
-        if data is None:
-            if len(self._minutes) > 20_000:
-                self._minutes.clear()
-            data = self._minutes[key] = self.market.minute(spec, minute)
-        return data
 
     def _candle_updates(
         self, conn: CoinbaseConnection, subs: dict[str, int], last: int, now: int, stamp: float

@@ -28,6 +28,7 @@ OCTAVES = 13
 # A minute without trades takes the last trade price; the search for it stops here.
 MAX_LOOKBACK_MIN = 1440
 _CACHE_LIMIT = 400_000
+_RECENT_LIMIT = 4096
 
 
 class Trade(NamedTuple):
@@ -141,6 +142,11 @@ class Market:
         self.by_name = {s.name: s for s in self.symbols}
         self._paths: dict[tuple[int, int], list[float]] = {}
         self._minutes: dict[tuple[int, int], Bar | None] = {}
+        # Full minutes (with slices and trades) recently asked for: the forming minute is
+        # needed at every phase and by every stream of a symbol.
+        self._recent: dict[tuple[int, int], MinuteData] = {}
+        # Merged closed minutes of a bucket so far: (symbol, start minute, step) -> (end, bar)
+        self._prefixes: dict[tuple[int, int, int], tuple[int, Bar | None]] = {}
 
     # ---- price path ---------------------------------------------------------------------
 
@@ -181,7 +187,30 @@ class Market:
     # ---- minutes ------------------------------------------------------------------------
 
     def minute(self, spec: SymbolSpec, minute: int) -> MinuteData:
-        """Trades and bars of one minute (regenerated on demand; bars are cached)."""
+        """Trades and bars of one minute (bars cached long, full minutes briefly)."""
+        key = (spec.index, minute)
+        data = self._recent.get(key)
+        if data is None:
+            if len(self._recent) >= _RECENT_LIMIT:
+                self._recent.clear()
+            data = self._recent[key] = self._generate(spec, minute)
+        return data
+
+    def closed_prefix(self, spec: SymbolSpec, first: int, end: int, step: int) -> Bar | None:
+        """Merged bar of the traded minutes first..end-1 of one bucket, extended incrementally
+        (a forming daily kline would otherwise re-merge up to 1440 minutes at every update)."""
+        key = (spec.index, first, step)
+        done, bar = self._prefixes.get(key, (first, None))
+        if done > end:
+            done, bar = first, None
+        for m in range(done, end):
+            minute_bar = self.minute_bar(spec, m)
+            if minute_bar is not None:
+                bar = minute_bar if bar is None else merge((bar, minute_bar))
+        self._remember(self._prefixes, key, (end, bar))
+        return bar
+
+    def _generate(self, spec: SymbolSpec, minute: int) -> MinuteData:
         # Tuple hashes of ints are stable across runs (no hash randomisation for ints).
         rng = random.Random(hash((self.seed, self.salt, spec.index, minute)))
         x0, x1 = self.log_price(spec, minute), self.log_price(spec, minute + 1)
@@ -291,7 +320,7 @@ class Market:
         key = (spec.index, minute)
         if key in self._minutes:
             return self._minutes[key]
-        return self.minute(spec, minute).bar
+        return self._generate(spec, minute).bar
 
     def last_price_before(self, spec: SymbolSpec, minute: int) -> int:
         """Close of the last minute with trades before `minute` (bounded search)."""

@@ -67,7 +67,8 @@ class Simulator:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def _binance_app(self) -> web.Application:
-        app = web.Application()
+        # 1024 streams in one `/stream?streams=` URL take ~30 kB; aiohttp's default line is 8 kB.
+        app = web.Application(handler_args={"max_line_size": 64 * 1024})
         app.add_routes(BinanceRest(self.markets["binance"], *self._parts()).routes())
         ws = self.firehose.handle if self.firehose else self.binance_streams.handle
         app.add_routes([web.get("/stream", ws), web.get("/ws", ws), web.get("/ws/{tail}", ws)])
