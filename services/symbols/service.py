@@ -107,6 +107,8 @@ class SymbolManager:
         )
         self.instance_id = instance_id
         self._locks: dict[int, asyncio.Lock] = {}
+        # Failed scheduled refreshes per exchange name since start (for status and tests).
+        self.failures: dict[str, int] = {}
         self._log = get_logger("livermore.symbols", instance=instance_id)
 
     async def exchanges(self) -> list[ExchangeRow]:
@@ -218,6 +220,7 @@ class SymbolManager:
         try:
             return await self.refresh(exchange)
         except REFRESH_ERRORS as exc:  # this venue skips a round; the others go on
+            self.failures[exchange.name] = self.failures.get(exchange.name, 0) + 1
             self._log.warning("refresh failed", exchange=exchange.name, error=describe_error(exc))
             return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -182,3 +183,27 @@ async def test_threshold_decides_tier2(world: World) -> None:
 async def _next_message(pubsub: Any) -> bytes | None:
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
     return None if message is None else message["data"]
+
+
+async def test_schedule_refreshes_periodically_and_a_failing_venue_does_not_block(
+    world: World,
+) -> None:
+    # binance_us points at a port nobody listens on: it fails and is retried; the others go on.
+    await world.db.set_exchange_endpoints("binance_us", "ws://127.0.0.1:9", "http://127.0.0.1:9")
+    manager = world.manager(
+        exchanges=("binance_us", "coinbase", "binance"), interval_s=0.3, retry_s=0.2
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run_schedule(stop))
+    try:
+        await eventually(lambda: world.redis.get(world.keys.symbol_list_key(BINANCE)), 20)
+        key = world.keys.symbol_list_key(COINBASE)
+        await world.redis.delete(key)
+        # Deleted behind the manager's back: the next scheduled round writes it again.
+        await eventually(lambda: world.redis.get(key), 20)
+        await eventually(lambda: manager.failures.get("binance_us", 0) >= 2, 20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    assert "coinbase" not in manager.failures and "binance" not in manager.failures
+    assert not await world.redis.exists(world.keys.symbol_list_key(3))
