@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from livermore_common.logs import get_logger
 from services.sim.binance_frames import combined, kline_event, malformed_event
 from services.sim.binance_frames import server_shutdown_event as shutdown_event
 from services.sim.candles import binance_kline
@@ -29,6 +30,7 @@ from services.sim.truth import Truth
 from services.sim.universe import SymbolSpec
 
 _OUTBOX_LIMIT = 200_000
+_log = get_logger("sim.binance")
 
 
 def parse_stream(name: str, market: Market) -> tuple[SymbolSpec, str, int] | None:
@@ -192,7 +194,10 @@ class BinanceStreams:
             now = self.clock.now_ms()
             last = now - (now - 1) % SLICE_MS - 1  # latest phase boundary < now
             for phase in range(next_phase, last + 1, SLICE_MS):
-                await self.emit_phase(phase, now, latest=phase == last)
+                try:
+                    await self.emit_phase(phase, now, latest=phase == last)
+                except Exception:  # one bad phase must not silence every stream for good
+                    _log.exception("kline phase failed", phase=phase)
             next_phase = last + SLICE_MS
 
     async def emit_phase(self, phase: int, now: int, *, latest: bool) -> None:

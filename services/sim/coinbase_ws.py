@@ -15,6 +15,7 @@ import time
 import msgspec
 from aiohttp import WSMsgType, web
 
+from livermore_common.logs import get_logger
 from services.sim.candles import traded_bar
 from services.sim.clock import SimClock
 from services.sim.coinbase_frames import Frames, candle_dict, trade_dict
@@ -28,6 +29,7 @@ from services.sim.universe import SymbolSpec
 CHANNELS = ("heartbeats", "candles", "market_trades")
 BUCKET_MS = 5 * MINUTE_MS
 SNAPSHOT_TRADES = 50
+_log = get_logger("sim.coinbase")
 
 
 class CoinbaseConnection:
@@ -198,7 +200,12 @@ class CoinbaseFeed:
             if self.faults.is_stalled("coinbase"):
                 last = now  # what happens during a stall is lost, as on a silent socket
                 continue
-            for text in self._tick(conn, last, now):
+            try:
+                texts = self._tick(conn, last, now)
+            except Exception:  # keep the connection's feed alive; the gap shows in the truth
+                _log.exception("coinbase tick failed")
+                texts = []
+            for text in texts:
                 await self._send(conn, text)
             last = now
 

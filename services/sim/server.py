@@ -96,9 +96,7 @@ class Simulator:
             self._runners.append(runner)
             site = web.TCPSite(runner, self.config.host, ports[name])
             await site.start()
-            server = site._server  # the bound socket is the only way to learn port 0's choice
-            assert isinstance(server, asyncio.base_events.Server)
-            self._ports[name] = server.sockets[0].getsockname()[1]
+            self._ports[name] = int(runner.addresses[0][1])  # port 0: the one chosen
         if self.firehose is None:
             self._tasks.append(asyncio.create_task(self.binance_streams.run()))
         return self

@@ -31,7 +31,7 @@ def day_stats(market: Market, spec: SymbolSpec, now_ms: int) -> DayStats:
     """Last price exactly; open/high/low from the hourly price path; volumes from the nominal
     24h volume with a small day-to-day variation (summing 1440 minutes per call would be slow)."""
     minute = now_ms // MINUTE_MS
-    last = market.last_price_before(spec, minute + 1)
+    last = market.last_price_before(spec, minute)  # last closed minute: no peeking ahead
     hours = [market.log_price(spec, minute - 60 * h) for h in range(25)]
     open_ = market.ticks(spec, hours[-1])
     prices = [market.ticks(spec, x) for x in hours] + [last]
