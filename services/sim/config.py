@@ -34,7 +34,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Coinbase WebSocket: updates every `coinbase_tick_ms` sim ms, never faster than
     # `min_tick_real_s` real seconds (ticks coalesce at high speeds).
     coinbase_tick_ms: int = 1000
-    min_tick_real_s: float = 0.05
+    min_tick_real_s: float = 0.02
     coinbase_subscribe_timeout_s: float = 5.0
     # Public REST requests per second before 429 (real: about 10); 0 = unlimited.
     coinbase_public_rps: float = 10.0

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.integration.sim.conftest import MakeSim
 from tests.unit.sim.shapes import mismatches
 
 MIN = 60_000
+
+pytestmark = pytest.mark.integration
 
 
 async def _klines(http: aiohttp.ClientSession, base: str, **params: Any) -> Any:

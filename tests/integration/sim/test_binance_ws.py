@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import eventually
 from tests.integration.sim.conftest import MakeSim
 
+pytestmark = pytest.mark.integration
+
 
 async def _json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Any:
     msg = await ws.receive(timeout=timeout)

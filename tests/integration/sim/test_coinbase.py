@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -20,6 +21,8 @@ from tests.helpers import eventually
 from tests.integration.sim.conftest import MakeSim
 
 MIN = 60_000
+
+pytestmark = pytest.mark.integration
 
 
 async def _json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> Any:

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from services.sim.firehose import ws_frame
 from tests.integration.sim.conftest import MakeSim
 
 ROOT = Path(__file__).resolve().parents[3]
 MIN = 60_000
+
+pytestmark = pytest.mark.integration
 
 
 async def test_status_and_fault_validation(make_sim: MakeSim, http: aiohttp.ClientSession) -> None:
