@@ -333,7 +333,13 @@ function openFeed() {
   const source = new EventSource("/api/events");
   state.source = source;
   setFeed("connecting");
-  source.addEventListener("hello", () => setFeed("live"));
+  let greeted = false;
+  source.addEventListener("hello", () => {
+    setFeed("live");
+    // After an automatic reconnect, whatever was published during the gap is missing: reload.
+    if (greeted) loadAll().catch(handleError);
+    greeted = true;
+  });
   source.addEventListener("alert", (e) => {
     addAlert(JSON.parse(e.data), { prepend: true, fresh: true });
     updateEmpty();
