@@ -1,0 +1,123 @@
+"""The alert evaluator's batch logic: indicator updates in, alerts out, each exactly once.
+
+Per series, updates are evaluated in order against the stored alert state (previous value,
+cooldowns, excursion flags). Alerts are first recorded in `alert_history` (idempotent by id), then
+the new state and the publications are committed atomically; a crash between the two replays the
+same decisions, which the history ignores and the channel receives once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import redis.asyncio as aioredis
+
+from livermore_common import messages
+from livermore_common.keys import KeySpace
+from livermore_common.messages import Alert, IndicatorUpdate
+from livermore_common.streams import StreamEntry
+
+from .rules import AlertState, evaluate_update, timeframe_bias, to_alert
+from .store import AlertStateStore
+
+SeriesId = tuple[int, str, str]
+Recorder = Callable[[Sequence[Alert]], Awaitable[None]]
+Notifier = Callable[[Alert], None]
+_MAX_CAS_RETRIES = 5
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.updates = 0
+        self.alerts = 0
+        self.cas_retries = 0
+
+
+class AlertEvaluator:
+    def __init__(
+        self,
+        *,
+        store: AlertStateStore,
+        keys: KeySpace,
+        record: Recorder,
+        notify: Notifier | None = None,
+        context_timeframes: Sequence[str] = ("1m", "5m", "15m", "1h", "4h", "1d"),
+        redis: aioredis.Redis | None = None,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._record = record
+        self._notify = notify
+        self._context_tfs = tuple(context_timeframes)
+        self._redis = redis
+        self.stats = Stats()
+
+    async def handle(self, entries: Sequence[StreamEntry]) -> None:
+        by_series: dict[SeriesId, list[IndicatorUpdate]] = {}
+        for entry in entries:
+            update = messages.decode(entry.data, IndicatorUpdate)
+            by_series.setdefault((update.exchange_id, update.symbol, update.timeframe), []).append(
+                update
+            )
+        self.stats.updates += len(entries)
+        pending = list(by_series.items())
+        for _ in range(_MAX_CAS_RETRIES):
+            pending = await self._round(pending)
+            if not pending:
+                return
+            self.stats.cas_retries += len(pending)
+        raise RuntimeError(f"alert state kept changing under {len(pending)} series; retrying")
+
+    async def _round(
+        self, items: list[tuple[SeriesId, list[IndicatorUpdate]]]
+    ) -> list[tuple[SeriesId, list[IndicatorUpdate]]]:
+        state_keys = [self._keys.alert_state_key(*series) for series, _ in items]
+        stored = await self._store.load(state_keys)
+        commits = []
+        all_alerts: list[Alert] = []
+        for (series, updates), key, (ts, blob) in zip(items, state_keys, stored, strict=True):
+            state = AlertState.from_bytes(blob) if blob else AlertState()
+            alerts: list[Alert] = []
+            for update in updates:
+                state, decisions = evaluate_update(state, update)
+                if decisions:
+                    context = await self._context(update)
+                    alerts += [to_alert(d, update, context=context) for d in decisions]
+            if state.last_timestamp is None or ts == str(state.last_timestamp):
+                continue  # nothing new for this series (replays only)
+            channel = self._keys.alerts_channel(series[0])
+            encoded = [messages.encode(a) for a in alerts]
+            commits.append((key, channel, ts, state.last_timestamp, state.to_bytes(), encoded))
+            all_alerts += alerts
+        if not commits:
+            return []
+        if all_alerts:
+            await self._record(all_alerts)
+        results = await self._store.commit(commits)
+        lost = {c[0] for c, ok in zip(commits, results, strict=True) if not ok}
+        for alert in all_alerts:
+            if (
+                self._keys.alert_state_key(alert.source_exchange_id, alert.symbol, alert.timeframe)
+                not in lost
+            ):
+                self.stats.alerts += 1
+                if self._notify is not None:
+                    self._notify(alert)
+        return [(s, u) for (s, u), key in zip(items, state_keys, strict=True) if key in lost]
+
+    async def _context(self, update: IndicatorUpdate) -> dict[str, object] | None:
+        """Stages of the symbol's other timeframes and the weighted bias (DOMAIN.md §6)."""
+        if self._redis is None:
+            return None
+        tfs = [tf for tf in self._context_tfs if tf != update.timeframe]
+        names = [
+            self._keys.indicator_key(update.exchange_id, update.symbol, tf, update.type)
+            for tf in tfs
+        ]
+        raws = await self._redis.mget(names) if names else []
+        stages = {update.timeframe: update.stage}
+        for tf, raw in zip(tfs, raws, strict=True):
+            if raw:
+                stages[tf] = messages.decode(raw, IndicatorUpdate).stage
+        bias = timeframe_bias(stages)
+        return {"stages": stages, "bias": bias.bias}

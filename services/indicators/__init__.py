@@ -1,0 +1,1 @@
+"""The indicator worker: MACD-V on every closed candle, with state any worker can continue."""

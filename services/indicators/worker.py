@@ -1,0 +1,206 @@
+"""The indicator worker's batch logic: closed candles in, MACD-V updates out, exactly once.
+
+Per series, events are applied in order to the stored incremental state. The state is rebuilt from
+the stored candle history (the exact from-scratch computation) when it is missing, when an older
+candle arrives after newer ones, or when stored candles exist that the state has not seen. A
+duplicate (timestamp already applied) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from livermore_common import messages
+from livermore_common.indicators import MacdVPoint, MacdVState
+from livermore_common.keys import KeySpace
+from livermore_common.logs import get_logger
+from livermore_common.messages import Candle, CandleClosed, IndicatorUpdate
+from livermore_common.streams import StreamEntry
+from livermore_common.timeframes import interval_ms
+
+from .store import SeriesCommit, StateStore
+
+INDICATOR_TYPE = "macd-v"
+# (event, newest timestamp wanted, oldest timestamp wanted or None) -> stored closed candles.
+CandleReader = Callable[[CandleClosed, int, int | None], Awaitable[list[Candle]]]
+SeriesId = tuple[int, str, str]
+_MAX_CAS_RETRIES = 5
+
+
+def to_update(event: CandleClosed, point: MacdVPoint) -> IndicatorUpdate:
+    return IndicatorUpdate(
+        exchange_id=event.exchange_id,
+        exchange=event.exchange,
+        symbol=event.symbol,
+        timeframe=event.timeframe,
+        type=INDICATOR_TYPE,
+        timestamp=point.timestamp,
+        macd_v=point.macd_v,
+        signal=point.signal,
+        histogram=point.histogram,
+        fast_ema=point.fast_ema,
+        slow_ema=point.slow_ema,
+        atr=point.atr,
+        stage=point.stage,
+        seeded=point.seeded,
+        n_eff=point.n_eff,
+        gap_ratio=point.gap_ratio,
+        liquidity=point.liquidity,
+        price=point.close,
+        reason=point.reason,
+        exchange_time=event.exchange_time,
+        tier=event.tier,
+        user_ids=event.user_ids,
+        received_at=event.received_at,
+    )
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.events = 0
+        self.published = 0
+        self.duplicates = 0
+        self.rebuilds = 0
+        self.cas_retries = 0
+
+
+class IndicatorWorker:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        keys: KeySpace,
+        read_candles: CandleReader,
+        user_ttl_seconds: int = 86_400,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._read = read_candles
+        self._ttl = user_ttl_seconds
+        self.stats = Stats()
+        self._log = get_logger("indicators")
+
+    async def handle(self, entries: Sequence[StreamEntry]) -> None:
+        """Stream handler: decode, group by series (order kept), apply, commit with CAS."""
+        by_series: dict[SeriesId, list[CandleClosed]] = {}
+        for entry in entries:
+            event = messages.decode(entry.data, CandleClosed)
+            by_series.setdefault((event.exchange_id, event.symbol, event.timeframe), []).append(
+                event
+            )
+        self.stats.events += len(entries)
+        pending = list(by_series.items())
+        for _ in range(_MAX_CAS_RETRIES):
+            pending = await self._round(pending)
+            if not pending:
+                return
+            self.stats.cas_retries += len(pending)
+        raise RuntimeError(f"indicator state kept changing under {len(pending)} series; retrying")
+
+    def _state_key(self, series: SeriesId) -> str:
+        return self._keys.indicator_state_key(series[0], series[1], series[2], INDICATOR_TYPE)
+
+    async def _round(
+        self, items: list[tuple[SeriesId, list[CandleClosed]]]
+    ) -> list[tuple[SeriesId, list[CandleClosed]]]:
+        stored = await self._store.load([self._state_key(s) for s, _ in items])
+        commits: list[tuple[str, str, SeriesCommit]] = []
+        committed_items: list[tuple[SeriesId, list[CandleClosed]]] = []
+        for (series, events), (ts, blob) in zip(items, stored, strict=True):
+            commit = await self._apply(events, ts, blob)
+            if commit is None:
+                continue
+            channel = self._keys.indicator_channel(*series, INDICATOR_TYPE)
+            commits.append((self._state_key(series), channel, commit))
+            committed_items.append((series, events))
+        if not commits:
+            return []
+        results = await self._store.commit(commits)
+        for ok, (_, _, c) in zip(results, commits, strict=True):
+            if ok:
+                self.stats.published += len(c.updates)
+        return [item for ok, item in zip(results, committed_items, strict=True) if not ok]
+
+    async def _apply(
+        self, events: list[CandleClosed], stored_ts: str, blob: bytes | None
+    ) -> SeriesCommit | None:
+        state = MacdVState.from_bytes(blob) if blob else None
+        updates: list[bytes] = []
+        last_point: MacdVPoint | None = None
+        last_event = events[-1]
+        for event in events:
+            step = interval_ms(event.timeframe)
+            if state is not None and event.timestamp == state.last_timestamp:
+                self.stats.duplicates += 1
+                continue
+            if state is None or event.timestamp < state.last_timestamp:
+                upto = event.timestamp if state is None else state.last_timestamp
+                state, point = await self._rebuild(event, upto, step)
+                publish = point is not None and point.timestamp == event.timestamp
+            else:
+                if event.timestamp > state.last_timestamp + step and await self._has_unseen(
+                    event, state.last_timestamp
+                ):
+                    state, point = await self._rebuild(event, event.timestamp, step)
+                else:
+                    point = state.update(event.candle())
+                publish = point is not None
+            if point is None:
+                continue
+            last_point, last_event = point, event
+            if publish and point.macd_v is not None:
+                updates.append(messages.encode(to_update(event, point)))
+        if state is None or last_point is None:
+            return None
+        return self._commit(stored_ts, state, last_event, last_point, updates)
+
+    def _commit(
+        self,
+        stored_ts: str,
+        state: MacdVState,
+        event: CandleClosed,
+        point: MacdVPoint,
+        updates: list[bytes],
+    ) -> SeriesCommit:
+        if event.tier == 2 and event.user_ids:
+            keys = [
+                self._keys.user_indicator_key(
+                    u, event.exchange_id, event.symbol, event.timeframe, INDICATOR_TYPE
+                )
+                for u in event.user_ids
+            ]
+            ttl = self._ttl
+        else:
+            keys = [
+                self._keys.indicator_key(
+                    event.exchange_id, event.symbol, event.timeframe, INDICATOR_TYPE
+                )
+            ]
+            ttl = 0
+        return SeriesCommit(
+            expected_ts=stored_ts,
+            new_ts=state.last_timestamp,
+            state=state.to_bytes(),
+            indicator_json=messages.encode(to_update(event, point)),
+            indicator_keys=keys,
+            ttl=ttl,
+            updates=updates,
+        )
+
+    async def _has_unseen(self, event: CandleClosed, last_ts: int) -> bool:
+        between = await self._read(event, event.timestamp - 1, last_ts + 1)
+        return bool(between)
+
+    async def _rebuild(
+        self, event: CandleClosed, upto: int, step: int
+    ) -> tuple[MacdVState, MacdVPoint | None]:
+        """From-scratch state over the stored closed candles up to `upto` (inclusive)."""
+        self.stats.rebuilds += 1
+        candles = await self._read(event, upto, None)
+        stored_own = bool(candles) and candles[-1].timestamp == upto
+        if upto == event.timestamp and not stored_own:
+            # The event's own candle is not stored (e.g. trimmed): include it so it is not lost.
+            candles = [c for c in candles if c.timestamp < upto] + [event.candle()]
+        state = MacdVState(interval_ms=step)
+        point = state.feed(candles)
+        return state, point
