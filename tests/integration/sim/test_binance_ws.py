@@ -32,7 +32,7 @@ async def _closed(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> 
 async def test_three_partials_then_final_equal_to_rest_and_truth(
     make_sim: MakeSim, http: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim()
+    sim = await make_sim(speed=60.0)  # a phase every 250 ms real: none coalesce under load
     url = f"{sim.binance_ws_url}/stream?streams=btcusdt@kline_1m"
     frames: list[dict[str, Any]] = []
     async with http.ws_connect(url) as ws:
@@ -132,10 +132,11 @@ async def test_server_pings_and_drops_a_client_that_never_pongs(
 async def test_a_client_that_pongs_stays_connected(
     make_sim: MakeSim, http: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim(binance_ping_interval_s=0.05, binance_pong_timeout_s=0.2)
+    # Pongs count toward the 5 messages/s limit, as on the venue: ping at most 4 times a second.
+    sim = await make_sim(binance_ping_interval_s=0.25, binance_pong_timeout_s=0.6)
     async with http.ws_connect(f"{sim.binance_ws_url}/stream?streams=btcusdt@kline_1m") as ws:
         finals = 0
-        while finals < 3:  # several pong timeouts long at speed 600
+        while finals < 20:  # two seconds, several pong timeouts long, at speed 600
             finals += (await _json(ws))["data"]["k"]["x"]
         assert not ws.closed
 
