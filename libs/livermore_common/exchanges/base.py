@@ -9,10 +9,12 @@ DOMAIN.md §4); higher timeframes are aggregated by the caller.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 
+from livermore_common.config import Secret
 from livermore_common.messages import Candle
 
 
@@ -25,6 +27,9 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     # True when REST returns newest first (Coinbase); the adapter still returns ascending lists.
     rest_newest_first: bool
     max_streams_per_connection: int = 0
+    # Longest normal silence of the live feed (Coinbase heartbeats: 1 s; Binance pings: 20 s);
+    # a consumer may treat 3x this without any event as a stall.
+    expected_message_interval_s: float = 1.0
     # The venue sends something (data, heartbeat or ping) at least this often on a healthy feed;
     # the ingestor declares a stall after 3x this interval of silence.
     expected_message_interval_s: float = 2.0
@@ -52,6 +57,44 @@ class SymbolVolume(msgspec.Struct, frozen=True, kw_only=True):
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
     asset: str
     quantity: float
+
+
+class Credentials:
+    """An exchange API key pair, passed in by the caller; its repr never shows either part.
+
+    Coinbase: `api_key` = CDP key name (organizations/.../apiKeys/...), `api_secret` = EC private
+    key PEM. Binance: the API key and its HMAC secret.
+    """
+
+    __slots__ = ("api_key", "api_secret")
+
+    def __init__(self, api_key: str, api_secret: Secret | str) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret if isinstance(api_secret, Secret) else Secret(api_secret)
+
+    def __repr__(self) -> str:
+        return "Credentials(api_key='***', api_secret='***')"
+
+    __str__ = __repr__
+
+
+class AdapterOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Tunables of an adapter and its feeds (defaults suit the real venues)."""
+
+    # Frames above this are dropped and counted (FeedDropped); the connection lives on.
+    max_frame_bytes: int = 1 << 20
+    # Hard cap given to `websockets`: a frame above it closes the connection (TransientError).
+    hard_max_frame_bytes: int = 16 << 20
+    # Events buffered between the socket readers and the consumer (backpressure beyond it).
+    queue_size: int = 10_000
+    # No frame or ping for this long = stalled connection (TransientError); None = venue default.
+    stall_timeout_s: float | None = None
+    # Binance: replace each connection (make-before-break) before the venue's 24 h limit.
+    rotate_after_s: float = 23.5 * 3600
+    # Coinbase 1m candles from trades close this long after the minute ends on the venue clock.
+    trade_close_grace_ms: int = 2_000
+    open_timeout_s: float = 10.0
+    http_timeout_s: float = 15.0
 
 
 # ---- live feed events ------------------------------------------------------------------------
@@ -88,9 +131,26 @@ class FeedDropped(msgspec.Struct, frozen=True, kw_only=True):
 FeedEvent = ClosedCandle | Heartbeat | FeedGap | FeedDropped
 
 
+@dataclass(slots=True)
+class FeedStats:
+    """Counters of one feed (read by the ingestor for status and metrics)."""
+
+    frames: int = 0
+    dropped: int = 0
+    oversized: int = 0
+    gaps: int = 0
+    heartbeats: int = 0
+    pings: int = 0
+    closed_candles: int = 0
+    rotations: int = 0
+    stalls: int = 0
+
+
 class Feed(Protocol):
     """One live session (possibly several sockets). Iterating yields events until the venue
     disconnects, which raises `TransientError`; `aclose()` ends it cleanly."""
+
+    stats: FeedStats
 
     def __aiter__(self) -> AsyncIterator[FeedEvent]: ...
 
@@ -115,8 +175,12 @@ class ExchangeAdapter(Protocol):
         """Closed candles with start_ms <= timestamp < end_ms, ascending, paged within limits."""
         ...
 
-    async def top_symbols(self, limit: int) -> list[SymbolVolume]:
-        """Tradable spot symbols by 24h quote volume, highest first."""
+    async def top_symbols(self, limit: int, *, quotes: Sequence[str] = ()) -> list[SymbolVolume]:
+        """Tradable spot symbols by 24h quote volume, highest first (only `quotes` if given)."""
+        ...
+
+    async def fetch_balances(self, credentials: Credentials) -> list[Balance]:
+        """Non-zero balances of the account the credentials belong to (free + held)."""
         ...
 
     async def open_feed(self, symbols: Sequence[str], timeframes: Sequence[str]) -> Feed:

@@ -1,0 +1,1 @@
+"""Binance Spot adapter: schemas, parsing, close detection, REST client, live feed."""

@@ -1,0 +1,1 @@
+"""Coinbase Advanced Trade adapter: schemas, parsing, close detection, REST client, live feed."""

@@ -1,0 +1,191 @@
+"""Close detection for Coinbase candles (pure: no I/O, the venue clock is passed in).
+
+5m, `candles` channel: Coinbase re-sends the forming bucket; a bucket is closed when a later
+`start` arrives for that product, and its final values are the last update seen for it.
+
+1m, `market_trades`: OHLC from trade prices, volume = sum of sizes, bucket = trade time floored
+to the minute. A minute closes when the venue clock (heartbeat `current_time`, message and trade
+times) passes its end plus a grace, so a quiet product still closes on time; a minute without
+trades yields no candle (Coinbase has no empty buckets either). The minute in progress when a
+product is first watched may have had trades before the subscription: it is only trusted when the
+`market_trades` snapshot reaches back before it; otherwise its close yields a `FeedGap` for that
+product (the caller fetches it by REST) instead of a partial candle. A trade arriving for a minute
+already closed also yields a `FeedGap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from livermore_common.exchanges.base import ClosedCandle, FeedEvent, FeedGap
+from livermore_common.messages import Candle
+from livermore_common.timeframes import MINUTE_MS
+
+
+class CandleChannelTracker:
+    """The forming bucket per product; returns the previous one when a later start arrives."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, Candle] = {}
+
+    def update(self, product: str, candle: Candle) -> Candle | None:
+        current = self._current.get(product)
+        if current is not None:
+            if candle.timestamp < current.timestamp:
+                return None  # a stale re-send of a bucket already superseded
+            if candle.timestamp > current.timestamp:
+                self._current[product] = candle
+                return current
+        self._current[product] = candle
+        return None
+
+    def forget(self, product: str) -> None:
+        self._current.pop(product, None)
+
+
+@dataclass(slots=True)
+class _Bar:
+    start: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    def add(self, price: float, size: float) -> None:
+        if price > self.high:
+            self.high = price
+        elif price < self.low:
+            self.low = price
+        self.close = price
+        self.volume += size
+
+    def candle(self) -> Candle:
+        return Candle(
+            timestamp=self.start,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume,
+        )
+
+
+@dataclass(slots=True)
+class _Product:
+    floor: int  # first bucket this builder may emit
+    uncertain: int | None  # bucket that may have missed trades from before we watched
+    closed_upto: int = -1
+    late_gap: int = -1  # last closed bucket a late trade was reported for (once per bucket)
+    bars: dict[int, _Bar] = field(default_factory=dict)
+
+
+class TradeCandleBuilder:
+    """1m candles from trades, closed on the venue clock plus `grace_ms`."""
+
+    def __init__(self, *, timeframe: str = "1m", grace_ms: int = 2_000) -> None:
+        self.timeframe = timeframe
+        self.interval = MINUTE_MS
+        self.grace = grace_ms
+        self.now = 0
+        self._products: dict[str, _Product] = {}
+        self._next_deadline: int | None = None
+
+    def _bucket(self, ts: int) -> int:
+        return ts - ts % self.interval
+
+    def watch(self, product: str, now_ms: int) -> None:
+        """Start building for `product`; the bucket in progress at `now_ms` is not yet trusted."""
+        if product in self._products:
+            return
+        bucket = self._bucket(now_ms)
+        self._products[product] = _Product(floor=bucket + self.interval, uncertain=bucket)
+        self._schedule(bucket)
+
+    def forget(self, product: str) -> None:
+        self._products.pop(product, None)
+
+    @property
+    def watched(self) -> frozenset[str]:
+        return frozenset(self._products)
+
+    def prove_complete_after(self, product: str, oldest_trade_ms: int) -> None:
+        """The snapshot holds every trade since `oldest_trade_ms`: later buckets are complete."""
+        state = self._products.get(product)
+        if state is None or state.uncertain is None:
+            return
+        if self._bucket(oldest_trade_ms) + self.interval <= state.uncertain:
+            state.floor = min(state.floor, state.uncertain)
+            state.uncertain = None
+
+    def invalidate(self, now_ms: int) -> None:
+        """Trades may have been lost (sequence gap): distrust every open minute, as at start."""
+        bucket = self._bucket(max(now_ms, self.now))
+        for state in self._products.values():
+            state.bars.clear()
+            state.floor = max(state.floor, bucket + self.interval)
+            state.uncertain = bucket if state.closed_upto < bucket else None
+        self._schedule(bucket)
+
+    def add_trade(self, product: str, time_ms: int, price: float, size: float) -> list[FeedEvent]:
+        state = self._products.get(product)
+        if state is None:
+            return []
+        bucket = self._bucket(time_ms)
+        if bucket <= state.closed_upto:
+            if bucket <= state.late_gap:
+                return []
+            state.late_gap = state.closed_upto
+            return [FeedGap(reason="late trade for a closed minute", symbols=(product,))]
+        if bucket < state.floor:
+            return []  # before we watched, or in the untrusted first minute
+        bar = state.bars.get(bucket)
+        if bar is None:
+            state.bars[bucket] = _Bar(bucket, price, price, price, price, size)
+            self._schedule(bucket)
+        else:
+            bar.add(price, size)
+        return []
+
+    def _schedule(self, bucket: int) -> None:
+        deadline = bucket + self.interval + self.grace
+        if self._next_deadline is None or deadline < self._next_deadline:
+            self._next_deadline = deadline
+
+    def advance(self, now_ms: int) -> list[FeedEvent]:
+        """Move the venue clock; return what closed (ascending per product)."""
+        if now_ms > self.now:
+            self.now = now_ms
+        if self._next_deadline is None or self.now < self._next_deadline:
+            return []
+        self._next_deadline = None
+        events: list[FeedEvent] = []
+        for product, state in self._products.items():
+            events.extend(self._close_due(product, state))
+        return events
+
+    def _close_due(self, product: str, state: _Product) -> Iterable[FeedEvent]:
+        span = self.interval + self.grace
+        if state.uncertain is not None:
+            if state.uncertain + span <= self.now:
+                state.closed_upto = max(state.closed_upto, state.uncertain)
+                state.late_gap = state.closed_upto  # the gap below already covers late trades
+                state.uncertain = None
+                yield FeedGap(
+                    reason="first minute after subscribing may be incomplete", symbols=(product,)
+                )
+            else:
+                self._schedule(state.uncertain)
+        for start in sorted(state.bars):
+            if start + span > self.now:
+                self._schedule(start)
+                break
+            bar = state.bars.pop(start)
+            state.closed_upto = start
+            yield ClosedCandle(
+                symbol=product,
+                timeframe=self.timeframe,
+                candle=bar.candle(),
+                exchange_time=self.now,
+            )
