@@ -27,9 +27,6 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     # True when REST returns newest first (Coinbase); the adapter still returns ascending lists.
     rest_newest_first: bool
     max_streams_per_connection: int = 0
-    # Longest normal silence of the live feed (Coinbase heartbeats: 1 s; Binance pings: 20 s);
-    # a consumer may treat 3x this without any event as a stall.
-    expected_message_interval_s: float = 1.0
     # The venue sends something (data, heartbeat or ping) at least this often on a healthy feed;
     # the ingestor declares a stall after 3x this interval of silence.
     expected_message_interval_s: float = 2.0

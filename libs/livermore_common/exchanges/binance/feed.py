@@ -283,7 +283,7 @@ class BinanceFeed(FeedBase):
                 self.stats.closed_candles += 1
             else:
                 self.stats.gaps += 1
-        if event.E >= self._clock + CLOCK_TICK_MS:
+        if self._clock + CLOCK_TICK_MS <= event.E:
             # Binance has no heartbeat channel: kline event times are its clock. At most one
             # per venue second, so the consumer sees the clock move without a flood.
             self._clock = event.E
