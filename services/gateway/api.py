@@ -38,6 +38,7 @@ class CommandRelay(Protocol):
         params: dict[str, Any] | None = None,
         *,
         timeout: float = 5.0,
+        expect: int = 1,
     ) -> list[ControlResponse]: ...
 
 
@@ -211,7 +212,11 @@ async def _relay(request: web.Request, verb: str) -> web.Response:
         )
     timeout = body.timeout or state.settings.command_timeout
     name = str(row["name"])
-    responses = await state.control.send(verb, name, dict(body.params), timeout=timeout)
+    # Wait for every live instance's final answer (at least one), or the timeout.
+    live = await status.live_instance_count(state.redis, state.keys, int(row["id"]), name)
+    responses = await state.control.send(
+        verb, name, dict(body.params), timeout=timeout, expect=max(1, live)
+    )
     return relay_result(verb, row, responses, timeout)
 
 

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from livermore_common.control import ControlClient
 from livermore_common.db import Database
 from livermore_common.keys import KeySpace
 from livermore_common.logs import get_logger
@@ -105,8 +106,6 @@ async def _open_control(
     if not settings.common.control_secret:
         _log.warning("LIVERMORE_CONTROL_SECRET is not set: start/stop requests will be refused")
         return None
-    from livermore_common.control import ControlClient  # type: ignore[import-not-found]
-
     client: CommandRelay = await stack.enter_async_context(
         ControlClient(redis, keys, settings.common.control_secret.reveal())
     )

@@ -71,6 +71,23 @@ async def read_status(redis: aioredis.Redis, keys: KeySpace, exchange_id: int) -
     }
 
 
+async def live_instance_count(
+    redis: aioredis.Redis, keys: KeySpace, exchange_id: int, exchange: str
+) -> int:
+    """Ingestor instances of an exchange whose process is alive (its health key is fresh).
+
+    The relay waits for this many final answers; an instance that crashed keeps its status hash
+    for a while but its health key expires within seconds, so it is not waited for.
+    """
+    ids = [_text(i) for i in await redis.smembers(keys.exchange_instances_key(exchange_id))]
+    if not ids:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for iid in ids:
+        pipe.exists(keys.health_key(f"ingestor-{exchange}", iid))
+    return sum(1 for found in await pipe.execute() if found)
+
+
 async def read_symbol_list(
     redis: aioredis.Redis, keys: KeySpace, exchange_id: int
 ) -> SymbolList | None:

@@ -61,15 +61,3 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     yield page
     await context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
-
-
-@pytest.fixture(autouse=True)
-def _control_module_present() -> None:
-    """TEMPORARY until livermore_common.control lands: skip locally, fail in CI."""
-    from tests.integration.gateway import support
-
-    if support.control is None:
-        message = "livermore_common.control is not in this tree yet"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -54,15 +53,3 @@ async def fake_ingestor(
 ) -> AsyncIterator[FakeIngestor]:
     async with FakeIngestor(redis_client, keyspace) as fake:
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def _control_module_present() -> None:
-    """TEMPORARY until livermore_common.control lands: skip locally, fail in CI."""
-    from tests.integration.gateway import support
-
-    if support.control is None:
-        message = "livermore_common.control is not in this tree yet"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)

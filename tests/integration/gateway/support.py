@@ -22,18 +22,13 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from livermore_common import messages
+from livermore_common import control, messages
 from livermore_common.config import CommonSettings, Secret
 from livermore_common.errors import AuthenticationError
 from livermore_common.keys import KeySpace
 from livermore_common.messages import ControlCommand, ControlResponse, LifecycleEvent
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
-
-try:  # TEMPORARY: livermore_common.control is being written concurrently; drop once it lands.
-    from livermore_common import control
-except ImportError:  # pragma: no cover
-    control = None  # type: ignore[assignment]
 
 TOKEN = "gateway-test-token-0123456789abcdef"
 CONTROL_SECRET = "control-test-secret-0123456789"
@@ -108,6 +103,9 @@ class FakeIngestor:
         while (await pubsub.get_message(timeout=1.0) or {}).get("type") != "subscribe":
             pass
         await self._set_state("idle")
+        # The lifecycle runner's health key: the gateway waits for answers of live instances.
+        await self.redis.hset(self._health_key, mapping={"status": "running"})
+        await self.redis.pexpire(self._health_key, 120_000)
         self._task = asyncio.create_task(self._loop(pubsub))
         return self
 
@@ -116,6 +114,11 @@ class FakeIngestor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.redis.delete(self._health_key)
+
+    @property
+    def _health_key(self) -> str:
+        return self.keys.health_key(f"ingestor-{self.exchange}", self.instance_id)
 
     async def _loop(self, pubsub: Any) -> None:
         try:

@@ -150,6 +150,25 @@ async def test_start_and_stop_are_relayed_signed_and_answered(
         assert (await resp.json())["connection_state"] == "idle"
 
 
+async def test_every_live_instance_answers_the_relayed_command(
+    gateway: str,
+    authed: aiohttp.ClientSession,
+    fake_ingestor: FakeIngestor,
+    redis_client: aioredis.Redis,
+    keyspace: KeySpace,
+) -> None:
+    async with FakeIngestor(redis_client, keyspace, instance_id="fake-2") as second:
+        async with authed.post(gateway + "/api/exchanges/coinbase/start") as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        finals = [r for r in body["responses"] if r["status"] != "ack"]
+        assert sorted(r["instance_id"] for r in finals) == ["fake-1", "fake-2"]
+        assert len(second.verified) == 1
+        async with authed.get(gateway + "/api/exchanges/coinbase/status") as resp:
+            status = await resp.json()
+        assert [i["connection_state"] for i in status["instances"]] == ["connected"] * 2
+
+
 async def test_repeated_start_reports_already_started(
     gateway: str, authed: aiohttp.ClientSession, fake_ingestor: FakeIngestor
 ) -> None:
