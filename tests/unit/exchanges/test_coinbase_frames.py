@@ -37,6 +37,7 @@ class Frames:
 
     def __init__(self) -> None:
         self.seq = -1
+        self.trade_id = 1000
 
     def msg(self, channel: str, ts: str, events: list[dict[str, Any]], skip: int = 0) -> bytes:
         self.seq += 1 + skip
@@ -70,17 +71,21 @@ class Frames:
         trades: list[tuple[str, str, str]],
         kind: str = "update",
         product: str = "BTC-USD",
+        ids: list[int] | None = None,
     ) -> bytes:
+        if ids is None:
+            ids = list(range(self.trade_id, self.trade_id + len(trades)))
+            self.trade_id += len(trades)
         rows = [
             {
-                "trade_id": str(i),
+                "trade_id": str(n),
                 "product_id": product,
                 "price": p,
                 "size": s,
                 "side": "BUY",
                 "time": t,
             }
-            for i, (t, p, s) in enumerate(trades)
+            for n, (t, p, s) in zip(ids, trades, strict=True)
         ]
         return self.msg("market_trades", ts, [{"type": kind, "trades": rows}])
 
@@ -216,3 +221,25 @@ async def test_authentication_failure_ends_the_feed() -> None:
         async for _ in feed:
             pass
     await feed.aclose()
+
+
+def test_trades_repeated_after_the_snapshot_count_once() -> None:
+    feed, f = make_feed(), Frames()
+    first, second = ("2024-01-01T00:00:10Z", "100", "1"), ("2024-01-01T00:00:20Z", "101", "2")
+    events = run(
+        feed,
+        f.trades(
+            "2024-01-01T00:00:30Z",
+            [("2023-12-31T23:59:00Z", "99", "5"), first, second],
+            kind="snapshot",
+            ids=[1, 2, 3],
+        ),
+        f.trades(
+            "2024-01-01T00:00:31Z",
+            [first, second, ("2024-01-01T00:00:31Z", "102", "4")],
+            ids=[2, 3, 4],
+        ),
+        f.heartbeat("2024-01-01 00:01:03.000000000"),
+    )
+    (closed,) = [e for e in events if isinstance(e, ClosedCandle)]
+    assert closed.candle.volume == 7.0  # 1 + 2 + 4, the repeats of ids 2 and 3 ignored

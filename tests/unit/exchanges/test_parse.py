@@ -12,7 +12,7 @@ from livermore_common.exchanges.binance import schemas as b
 from livermore_common.exchanges.coinbase import parse as cparse
 from livermore_common.exchanges.coinbase import schemas as c
 from livermore_common.exchanges.http import parse_retry_after
-from livermore_common.exchanges.validation import InvalidFrame, checked_candle
+from livermore_common.exchanges.validation import InvalidFrame, checked_candle, volume_units
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,23 @@ def test_checked_candle_rules() -> None:
             checked_candle(0, *bad)
     with pytest.raises(InvalidFrame):
         checked_candle(-1, "1", "1", "1", "1", "1")
+
+
+@pytest.mark.parametrize(
+    ("text", "units"),
+    [
+        ("1", 10**12),
+        ("0.00150000", 1_500_000_000),
+        ("12.", 12 * 10**12),
+        ("1e-3", 10**9),
+        ("0.1234567890129", 123456789012),
+    ],
+)
+def test_volume_units(text: str, units: int) -> None:
+    assert volume_units(text) == units
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "NaN", ""])
+def test_bad_volume_units(text: str) -> None:
+    with pytest.raises(InvalidFrame):
+        volume_units(text)

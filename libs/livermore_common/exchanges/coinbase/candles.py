@@ -15,10 +15,12 @@ already closed also yields a `FeedGap`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from livermore_common.exchanges.base import ClosedCandle, FeedEvent, FeedGap
+from livermore_common.exchanges.validation import units_to_float
 from livermore_common.messages import Candle
 from livermore_common.timeframes import MINUTE_MS
 
@@ -44,6 +46,39 @@ class CandleChannelTracker:
         self._current.pop(product, None)
 
 
+class SeenTrades:
+    """Drops trades seen before: a snapshot and the first updates after it may overlap.
+
+    Coinbase trade ids are increasing integers per product, so the highest id seen is enough;
+    ids that are not integers fall back to remembering the last `memory` ids of the product.
+    """
+
+    def __init__(self, memory: int = 4096) -> None:
+        self._highest: dict[str, int] = {}
+        self._recent: dict[str, tuple[deque[str], set[str]]] = {}
+        self._memory = memory
+
+    def fresh(self, product: str, trade_id: str) -> bool:
+        if trade_id.isdigit():
+            number = int(trade_id)
+            if number <= self._highest.get(product, -1):
+                return False
+            self._highest[product] = number
+            return True
+        order, ids = self._recent.setdefault(product, (deque(), set()))
+        if trade_id in ids:
+            return False
+        order.append(trade_id)
+        ids.add(trade_id)
+        if len(order) > self._memory:
+            ids.discard(order.popleft())
+        return True
+
+    def forget(self, product: str) -> None:
+        self._highest.pop(product, None)
+        self._recent.pop(product, None)
+
+
 @dataclass(slots=True)
 class _Bar:
     start: int
@@ -51,9 +86,9 @@ class _Bar:
     high: float
     low: float
     close: float
-    volume: float
+    volume: int  # exact, in 1e-12 units
 
-    def add(self, price: float, size: float) -> None:
+    def add(self, price: float, size: int) -> None:
         if price > self.high:
             self.high = price
         elif price < self.low:
@@ -68,7 +103,7 @@ class _Bar:
             high=self.high,
             low=self.low,
             close=self.close,
-            volume=self.volume,
+            volume=units_to_float(self.volume),
         )
 
 
@@ -128,7 +163,8 @@ class TradeCandleBuilder:
             state.uncertain = bucket if state.closed_upto < bucket else None
         self._schedule(bucket)
 
-    def add_trade(self, product: str, time_ms: int, price: float, size: float) -> list[FeedEvent]:
+    def add_trade(self, product: str, time_ms: int, price: float, size: int) -> list[FeedEvent]:
+        """Add a trade; `size` in exact 1e-12 units (`validation.volume_units`)."""
         state = self._products.get(product)
         if state is None:
             return []

@@ -25,7 +25,11 @@ from livermore_common.exchanges.base import (
 )
 from livermore_common.exchanges.coinbase import parse
 from livermore_common.exchanges.coinbase import schemas as s
-from livermore_common.exchanges.coinbase.candles import CandleChannelTracker, TradeCandleBuilder
+from livermore_common.exchanges.coinbase.candles import (
+    CandleChannelTracker,
+    SeenTrades,
+    TradeCandleBuilder,
+)
 from livermore_common.exchanges.ratelimit import RateLimiter
 from livermore_common.exchanges.validation import InvalidFrame
 from livermore_common.exchanges.ws import FeedBase, ObservedConnection, open_socket
@@ -57,8 +61,10 @@ class CoinbaseFeed(FeedBase):
         self._jwt = jwt_factory
         self._candles = CandleChannelTracker()
         self._trades = TradeCandleBuilder(grace_ms=options.trade_close_grace_ms)
+        self._seen = SeenTrades()
         self._last_seq: int | None = None
         self._conn: ObservedConnection | None = None
+        self._stalled = False
 
     @property
     def products(self) -> tuple[str, ...]:
@@ -72,14 +78,17 @@ class CoinbaseFeed(FeedBase):
             await self._send("subscribe", channel, self._products)
         self._spawn(self._pump(conn), "reader")
         stall = self.options.stall_timeout_s or self.stall_timeout_default
-        self._spawn(self._watch(conn, stall, lambda: None), "watchdog")
+        self._spawn(self._watch(conn, stall, self._on_stall), "watchdog")
 
     async def _pump(self, conn: ObservedConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             await self._read(conn, lambda _ws, data: self.handle_frame(data))
         if not self._closed:
-            code = conn.close_code
-            await self._fail(TransientError(f"coinbase WebSocket closed (code {code})"))
+            why = "stalled" if self._stalled else f"closed (code {conn.close_code})"
+            await self._fail(TransientError(f"coinbase WebSocket {why}"))
+
+    def _on_stall(self) -> None:
+        self._stalled = True
 
     async def _send(self, kind: str, channel: str, products: Sequence[str] | None) -> None:
         assert self._conn is not None
@@ -107,6 +116,7 @@ class CoinbaseFeed(FeedBase):
         for product in removed:
             self._candles.forget(product)
             self._trades.forget(product)
+            self._seen.forget(product)
         self._products = wanted
         self._wanted = set(wanted)
 
@@ -226,6 +236,9 @@ class CoinbaseFeed(FeedBase):
                 if ev.type == "snapshot":
                     self._trades.prove_complete_after(product, trades[0].time_ms)
                 for t in trades:
-                    events.extend(self._trades.add_trade(product, t.time_ms, t.price, t.size))
+                    if self._seen.fresh(product, t.trade_id):
+                        events.extend(
+                            self._trades.add_trade(product, t.time_ms, t.price, t.size_units)
+                        )
                 clock = max(clock, trades[-1].time_ms)
         events.extend(self._trades.advance(clock))

@@ -13,7 +13,12 @@ import msgspec
 
 from livermore_common.exchanges.base import Balance, SymbolVolume
 from livermore_common.exchanges.coinbase import schemas as s
-from livermore_common.exchanges.validation import InvalidFrame, checked_candle, number
+from livermore_common.exchanges.validation import (
+    InvalidFrame,
+    checked_candle,
+    number,
+    volume_units,
+)
 from livermore_common.messages import Candle
 
 # RFC 3339 ("2023-06-09T20:19:35.39625135Z") and Go's time.String()
@@ -28,7 +33,8 @@ class Trade(NamedTuple):
     product_id: str
     time_ms: int
     price: float
-    size: float
+    size_units: int  # exact, in 1e-12 units (see validation.volume_units)
+    trade_id: str
 
 
 def parse_time_ms(text: str) -> int:
@@ -82,7 +88,11 @@ def rest_candle(c: s.RestCandle) -> Candle:
 
 def trade(t: s.WsTrade) -> Trade:
     return Trade(
-        t.product_id, parse_time_ms(t.time), number(t.price, "price"), number(t.size, "size")
+        t.product_id,
+        parse_time_ms(t.time),
+        number(t.price, "price"),
+        volume_units(t.size),
+        t.trade_id,
     )
 
 
