@@ -262,6 +262,7 @@ async def test_feed_closes_klines_and_reports_pings(venue: BinanceVenue) -> None
             ("BTCUSDT", T0 + M, 103.0),
         ]
         assert any(isinstance(e, Heartbeat) and e.exchange_time is None for e in events)
+        await eventually(lambda: session.pongs == 1)  # `websockets` answered the venue's ping
         assert [type(e) for e in events if isinstance(e, FeedDropped)] == [FeedDropped] * 2
         assert feed.stats.gaps == 1 and feed.stats.oversized == 1
 

@@ -69,14 +69,21 @@ class Venue:
         self.app.router.add_get(path, self._ws_handler)
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(autoping=True, compress=False)
+        # autoping off: the test sees the client's pongs (proof that pings are answered).
+        ws = web.WebSocketResponse(autoping=False, compress=False)
         await ws.prepare(request)
         session = WsSession(ws, request.path, dict(request.query), on_message=self._ws_hook)
         self.sessions.append(session)
         loop = asyncio.get_running_loop()
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                if msg.type == WSMsgType.PONG:
+                    session.pongs += 1
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.CLOSE:
+                    await ws.close()
+                elif msg.type == WSMsgType.TEXT:
                     data = json.loads(msg.data)
                     session.received.append(data)
                     session.received_at.append(loop.time())
