@@ -22,6 +22,7 @@ from redis.typing import EncodableT, FieldT
 
 from livermore_common.errors import PermanentError
 from livermore_common.logs import get_logger
+from livermore_common.redisbus import raise_if_cancelled
 
 DATA_FIELD = "data"
 # Approximate (~) trim bound of the durable streams: hours of normal traffic, about 30 s of the
@@ -164,6 +165,7 @@ class StreamConsumer:
         """Consume until `stop` is set; the batch in hand is finished and acked before returning."""
         await self.start()
         while not stop.is_set():
+            raise_if_cancelled()
             await self.step()
 
     async def step(self, *, block_ms: int | None = None) -> int:
