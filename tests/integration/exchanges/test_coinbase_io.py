@@ -83,6 +83,18 @@ class CoinbaseVenue(Venue):
         return json_response((self.fixtures / "coinbase/products.json").read_text())
 
 
+def ws_venue() -> Venue:
+    """A venue with the WebSocket at /ws and the server time (asked when a feed opens)."""
+    v = Venue()
+    v.websocket("/ws")
+
+    async def time(request: web.Request) -> web.Response:
+        return json_response({"epochMillis": str(NOW)})
+
+    v.get("/api/v3/brokerage/time", time)
+    return v
+
+
 def info(venue: Venue, **limits: Any) -> ExchangeInfo:
     return ExchangeInfo(
         id=1,
@@ -276,8 +288,7 @@ async def _collect(feed: Any, into: list[Any]) -> None:
 
 
 async def test_feed_subscribes_one_channel_per_message_and_yields_events() -> None:
-    v = Venue()
-    v.websocket("/ws")
+    v = ws_venue()
     script = Script()
     async with running(v), CoinbaseAdapter(info(v)) as adapter:
         feed = await adapter.open_feed(["BTC-USD"], ["1m", "5m"])
@@ -332,8 +343,7 @@ async def test_feed_subscribes_one_channel_per_message_and_yields_events() -> No
 
 async def test_update_symbols_and_jwt_when_credentials_are_configured() -> None:
     pem, public = _pem_and_public()
-    v = Venue()
-    v.websocket("/ws")
+    v = ws_venue()
     creds = Credentials("organizations/o/apiKeys/k", pem)
     async with running(v), CoinbaseAdapter(info(v), credentials=creds) as adapter:
         feed = await adapter.open_feed(["BTC-USD", "ETH-USD"], ["1m"])
@@ -352,8 +362,7 @@ async def test_update_symbols_and_jwt_when_credentials_are_configured() -> None:
 
 
 async def test_stall_ends_the_feed_with_a_transient_error() -> None:
-    v = Venue()
-    v.websocket("/ws")
+    v = ws_venue()
     async with (
         running(v),
         CoinbaseAdapter(info(v), options=AdapterOptions(stall_timeout_s=0.3)) as a,
@@ -367,8 +376,7 @@ async def test_stall_ends_the_feed_with_a_transient_error() -> None:
 
 
 async def test_gap_event_reports_all_products() -> None:
-    v = Venue()
-    v.websocket("/ws")
+    v = ws_venue()
     script = Script()
     async with running(v), CoinbaseAdapter(info(v)) as adapter:
         feed = await adapter.open_feed(["BTC-USD", "ETH-USD"], ["5m"])

@@ -31,20 +31,37 @@ def candle(ts: int, close: float, volume: float = 1.0) -> Candle:
 
 def test_bucket_closes_when_a_later_start_arrives_with_its_last_update() -> None:
     tracker = CandleChannelTracker()
-    assert tracker.update("BTC-USD", candle(T0, 101)) is None
-    assert tracker.update("BTC-USD", candle(T0, 102, volume=5)) is None
-    assert tracker.update("ETH-USD", candle(T0 + 5 * M, 50)) is None  # other product: independent
-    closed = tracker.update("BTC-USD", candle(T0 + 5 * M, 103))
-    assert closed == candle(T0, 102, volume=5)
+    assert tracker.update("BTC-USD", candle(T0, 101), T0 + 1) == []
+    assert tracker.update("BTC-USD", candle(T0, 102, volume=5), T0 + 2) == []
+    assert tracker.update("ETH-USD", candle(T0 + 5 * M, 50), T0 + 3) == []  # independent
+    assert tracker.update("BTC-USD", candle(T0 + 5 * M, 103), T0 + 5 * M + 1) == [
+        ClosedCandle(
+            symbol="BTC-USD",
+            timeframe="5m",
+            candle=candle(T0, 102, volume=5),
+            exchange_time=T0 + 5 * M + 1,
+        )
+    ]
 
 
 def test_stale_resend_of_an_older_bucket_is_ignored() -> None:
     tracker = CandleChannelTracker()
-    tracker.update("BTC-USD", candle(T0, 101))
-    tracker.update("BTC-USD", candle(T0 + 5 * M, 103))
-    assert tracker.update("BTC-USD", candle(T0, 99)) is None
+    tracker.update("BTC-USD", candle(T0, 101), 0)
+    tracker.update("BTC-USD", candle(T0 + 5 * M, 103), 0)
+    assert tracker.update("BTC-USD", candle(T0, 99), 0) == []
     # ... and it did not replace the forming bucket.
-    assert tracker.update("BTC-USD", candle(T0 + 10 * M, 104)) == candle(T0 + 5 * M, 103)
+    (closed,) = tracker.update("BTC-USD", candle(T0 + 10 * M, 104), 0)
+    assert isinstance(closed, ClosedCandle) and closed.candle == candle(T0 + 5 * M, 103)
+
+
+def test_first_update_after_the_subscription_bucket_reports_missed_closes() -> None:
+    tracker = CandleChannelTracker()
+    tracker.expect("BTC-USD", T0 + 4 * M)  # requested in bucket T0
+    tracker.expect("ETH-USD", T0 + 4 * M)
+    assert tracker.update("ETH-USD", candle(T0, 1), T0 + 4 * M) == []  # same bucket: fine
+    assert tracker.update("BTC-USD", candle(T0 + 5 * M, 1), T0 + 5 * M) == [
+        FeedGap(reason="5m buckets closed before the subscription began", symbols=("BTC-USD",))
+    ]
 
 
 # ---- 1m: trades --------------------------------------------------------------------------------
@@ -190,3 +207,12 @@ def test_seen_trades_by_increasing_id_or_by_memory() -> None:
     ]
     seen.forget("A")
     assert seen.fresh("A", "1")
+
+
+def test_watch_after_the_requested_minute_reports_missed_minutes() -> None:
+    b = TradeCandleBuilder()
+    assert b.watch("BTC-USD", T0 + 30_000, since_ms=T0 + 10_000) == []
+    assert b.watch("ETH-USD", T0 + M + 5_000, since_ms=T0 + 50_000) == [
+        FeedGap(reason="minutes closed before the subscription began", symbols=("ETH-USD",))
+    ]
+    assert b.watch("ETH-USD", T0 + 5 * M, since_ms=0) == []  # already watched

@@ -135,11 +135,13 @@ def test_1m_from_trades_closes_on_heartbeat_clock() -> None:
         ),
         f.trades("2024-01-01T00:00:40Z", [("2024-01-01T00:00:40.123456789Z", "104", "0.5")]),
         f.heartbeat("2024-01-01 00:01:01.000000000"),
+        f.heartbeat("2024-01-01 00:01:02.000000000"),
     )
-    assert not [e for e in events if isinstance(e, ClosedCandle)]  # within grace
-    events = run(feed, f.heartbeat("2024-01-01 00:01:02.000000000"))
-    assert isinstance(events[0], Heartbeat) and events[0].exchange_time == 1704067262000
+    assert not [e for e in events if isinstance(e, ClosedCandle)]  # the clock shown: 00:01:01
+    events = run(feed, f.heartbeat("2024-01-01 00:01:03.000000000"))
     (closed,) = [e for e in events if isinstance(e, ClosedCandle)]
+    assert closed.exchange_time == 1704067262000  # closed by the 00:01:02 heartbeat's clock
+    assert isinstance(events[-1], Heartbeat) and events[-1].exchange_time == 1704067263000
     c = closed.candle
     assert (closed.timeframe, c.timestamp, c.open, c.high, c.low, c.close, c.volume) == (
         "1m",
@@ -150,6 +152,25 @@ def test_1m_from_trades_closes_on_heartbeat_clock() -> None:
         104.0,
         2.5,
     )
+
+
+def test_trades_sent_with_a_heartbeat_count_even_if_the_heartbeat_comes_first() -> None:
+    feed, f = make_feed(), Frames()
+    run(
+        feed,
+        f.trades("2024-01-01T00:00:30Z", [("2023-12-31T23:59:50Z", "99", "1")], kind="snapshot"),
+        f.trades("2024-01-01T00:00:40Z", [("2024-01-01T00:00:40Z", "100", "1")]),
+    )
+    # One instant (00:01:05) of a coarse venue: heartbeat first, then the minute's last trade.
+    events = run(
+        feed,
+        f.heartbeat("2024-01-01 00:01:05.000000000"),
+        f.trades("2024-01-01T00:01:05Z", [("2024-01-01T00:00:59.9Z", "120", "2")]),
+        f.heartbeat("2024-01-01 00:01:06.000000000"),
+    )
+    (closed,) = [e for e in events if isinstance(e, ClosedCandle)]
+    assert (closed.candle.high, closed.candle.volume) == (120.0, 3.0)
+    assert not [e for e in events if isinstance(e, FeedGap)]
 
 
 def test_sequence_skip_yields_a_gap_for_every_product() -> None:
@@ -240,6 +261,7 @@ def test_trades_repeated_after_the_snapshot_count_once() -> None:
             ids=[2, 3, 4],
         ),
         f.heartbeat("2024-01-01 00:01:03.000000000"),
+        f.heartbeat("2024-01-01 00:01:04.000000000"),
     )
     (closed,) = [e for e in events if isinstance(e, ClosedCandle)]
     assert closed.candle.volume == 7.0  # 1 + 2 + 4, the repeats of ids 2 and 3 ignored

@@ -133,6 +133,8 @@ class BinanceAdapter:
         return parse.balances(await self.rest.account(credentials, timestamp_ms=timestamp))
 
     async def open_feed(self, symbols: Sequence[str], timeframes: Sequence[str]) -> BinanceFeed:
+        # The venue time now: closes after it that the feed does not see become FeedGaps.
+        opened_at = await self.server_time()
         feed = BinanceFeed(
             ws_url=self.info.ws_url,
             symbols=symbols,
@@ -142,6 +144,7 @@ class BinanceAdapter:
             messages_per_second=self._ws_rate,
             connect_limiter=self._connect_limiter,
             venue=self.info.name,
+            opened_at=opened_at,
         )
         try:
             await feed.start()

@@ -73,7 +73,10 @@ class BinanceFeed(FeedBase):
         messages_per_second: float,
         connect_limiter: RateLimiter,
         venue: str = "binance",
+        opened_at: int | None = None,
     ) -> None:
+        """`opened_at`: venue time at opening, up to which the caller backfills; a stream whose
+        first frame is for a later bucket reports the closes it missed as a FeedGap."""
         super().__init__(venue=venue, options=options)
         self._base = ws_url.rstrip("/")
         self._timeframes = tuple(dict.fromkeys(timeframes))
@@ -88,6 +91,9 @@ class BinanceFeed(FeedBase):
         self._next_id = 0
         self._topology = asyncio.Lock()
         self._clock = 0  # venue time of the last clock heartbeat
+        if opened_at is not None:
+            for pair in self._pairs.values():
+                self._tracker.expect(*pair, opened_at)
 
     def _pairs_for(self, symbols: Sequence[str]) -> dict[str, tuple[str, str]]:
         return {
@@ -188,6 +194,9 @@ class BinanceFeed(FeedBase):
             added = sorted(n for n in new_pairs if n not in self._pairs)
             # Accept the new streams' frames from the moment they are requested.
             self._wanted |= set(new_pairs.values())
+            if self._clock:
+                for name in added:
+                    self._tracker.expect(*new_pairs[name], self._clock)
             await self._remove_streams(set(removed))
             await self._add_streams(added)
             for name in removed:

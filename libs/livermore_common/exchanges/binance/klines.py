@@ -4,7 +4,8 @@ A kline is final when `k.x` is true. If that frame was lost, the first frame of 
 (`k.t` moves on) closes the previous one with the last update seen, and a `FeedGap` asks the
 caller to verify it by REST; a jump over whole buckets is a gap too. Frames for an older bucket, or
 repeats of a bucket already closed, are ignored: that is what makes the overlap of two sockets
-during a make-before-break rotation harmless.
+during a make-before-break rotation harmless. A stream whose first frame is for a bucket later
+than the one in progress when it was subscribed (`expect`) missed closes in between: a gap too.
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ class KlineTracker:
 
     def __init__(self) -> None:
         self._streams: dict[tuple[str, str], _Stream] = {}
+        self._since: dict[tuple[str, str], int] = {}
+
+    def expect(self, symbol: str, timeframe: str, since_ms: int) -> None:
+        """The stream was subscribed at venue time `since_ms` (the caller backfilled to there)."""
+        if (symbol, timeframe) not in self._streams:
+            self._since[(symbol, timeframe)] = since_ms
 
     def forget(self, symbol: str, timeframe: str) -> None:
         self._streams.pop((symbol, timeframe), None)
+        self._since.pop((symbol, timeframe), None)
 
     def on_kline(
         self,
@@ -47,12 +55,12 @@ class KlineTracker:
         st = self._streams.get(key)
         open_time = candle.timestamp
         if st is None or open_time > st.open_time:
-            events = (
-                [] if st is None else self._superseded(st, symbol, timeframe, open_time, event_time)
-            )
-            self._streams[key] = _Stream(
-                open_time, close_time - open_time + 1, candle, event_time, final
-            )
+            interval = close_time - open_time + 1
+            if st is None:
+                events = self._first(key, open_time, interval)
+            else:
+                events = self._superseded(st, symbol, timeframe, open_time, event_time)
+            self._streams[key] = _Stream(open_time, interval, candle, event_time, final)
             if final:
                 events.append(self._close(symbol, timeframe, candle, event_time))
             return events
@@ -64,6 +72,14 @@ class KlineTracker:
             st.closed = True
             return [self._close(symbol, timeframe, candle, event_time)]
         return []
+
+    def _first(self, key: tuple[str, str], open_time: int, interval: int) -> list[FeedEvent]:
+        since = self._since.pop(key, None)
+        if since is None or interval <= 0 or open_time <= since - since % interval:
+            return []
+        return [
+            FeedGap(reason=f"{key[1]} klines closed before the stream began", symbols=(key[0],))
+        ]
 
     def _superseded(
         self, st: _Stream, symbol: str, timeframe: str, new_open: int, event_time: int

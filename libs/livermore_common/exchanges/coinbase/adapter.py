@@ -143,6 +143,8 @@ class CoinbaseAdapter:
         return lambda: coinbase_jwt(creds.api_key, creds.api_secret.reveal())
 
     async def open_feed(self, symbols: Sequence[str], timeframes: Sequence[str]) -> CoinbaseFeed:
+        # The venue time now: closes after it that the feed does not see become FeedGaps.
+        opened_at = await self.server_time()
         feed = CoinbaseFeed(
             ws_url=self.info.ws_url,
             products=symbols,
@@ -151,6 +153,7 @@ class CoinbaseAdapter:
             # One message at a time, comfortably under the venue's per-second cap.
             send_limiter=RateLimiter(rate=max(1.0, self._ws_rate - 1), capacity=1),
             jwt_factory=self._jwt_factory(),
+            opened_at=opened_at,
         )
         try:
             await feed.start()

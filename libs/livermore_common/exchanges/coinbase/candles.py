@@ -26,24 +26,45 @@ from livermore_common.timeframes import MINUTE_MS
 
 
 class CandleChannelTracker:
-    """The forming bucket per product; returns the previous one when a later start arrives."""
+    """The forming bucket per product; a later start closes it with its last update seen.
 
-    def __init__(self) -> None:
+    `expect(product, since)` records the venue time of the subscription: when the first update
+    is for a bucket after the one in progress then, closes were missed in between (`FeedGap`).
+    """
+
+    def __init__(self, *, timeframe: str = "5m", interval_ms: int = 5 * MINUTE_MS) -> None:
+        self.timeframe = timeframe
+        self.interval = interval_ms
         self._current: dict[str, Candle] = {}
+        self._since: dict[str, int] = {}
 
-    def update(self, product: str, candle: Candle) -> Candle | None:
+    def expect(self, product: str, since_ms: int) -> None:
+        if product not in self._current:
+            self._since[product] = since_ms
+
+    def update(self, product: str, candle: Candle, now_ms: int) -> list[FeedEvent]:
         current = self._current.get(product)
-        if current is not None:
-            if candle.timestamp < current.timestamp:
-                return None  # a stale re-send of a bucket already superseded
-            if candle.timestamp > current.timestamp:
-                self._current[product] = candle
-                return current
+        if current is None:
+            self._current[product] = candle
+            since = self._since.pop(product, None)
+            if since is not None and candle.timestamp > since - since % self.interval:
+                reason = f"{self.timeframe} buckets closed before the subscription began"
+                return [FeedGap(reason=reason, symbols=(product,))]
+            return []
+        if candle.timestamp < current.timestamp:
+            return []  # a stale re-send of a bucket already superseded
         self._current[product] = candle
-        return None
+        if candle.timestamp == current.timestamp:
+            return []
+        return [
+            ClosedCandle(
+                symbol=product, timeframe=self.timeframe, candle=current, exchange_time=now_ms
+            )
+        ]
 
     def forget(self, product: str) -> None:
         self._current.pop(product, None)
+        self._since.pop(product, None)
 
 
 class SeenTrades:
@@ -130,13 +151,22 @@ class TradeCandleBuilder:
     def _bucket(self, ts: int) -> int:
         return ts - ts % self.interval
 
-    def watch(self, product: str, now_ms: int) -> None:
-        """Start building for `product`; the bucket in progress at `now_ms` is not yet trusted."""
+    def watch(self, product: str, now_ms: int, since_ms: int | None = None) -> list[FeedEvent]:
+        """Start building for `product`; the bucket in progress at `now_ms` is not yet trusted.
+
+        `since_ms` = venue time of the subscription request: minutes that closed between it and
+        `now_ms` were seen by nobody, so they are reported as a gap.
+        """
         if product in self._products:
-            return
+            return []
         bucket = self._bucket(now_ms)
         self._products[product] = _Product(floor=bucket + self.interval, uncertain=bucket)
         self._schedule(bucket)
+        if since_ms is not None and bucket > self._bucket(since_ms):
+            return [
+                FeedGap(reason="minutes closed before the subscription began", symbols=(product,))
+            ]
+        return []
 
     def forget(self, product: str) -> None:
         self._products.pop(product, None)

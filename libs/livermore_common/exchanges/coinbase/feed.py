@@ -4,6 +4,12 @@
 is the venue clock that closes 1m candles). `candles` gives 5m, `market_trades` gives 1m
 (see candles.py). `sequence_num` counts every message of the connection: a skip means a lost
 message and yields `FeedGap` for every product.
+
+The clock (heartbeat `current_time`, message and trade times) closes 1m minutes only once a
+message with a *later* send `timestamp` arrives: messages sent at the same instant (a heartbeat
+and the trades of that instant, or one batch of trades split over several messages) are all
+handled first, so their order on the wire cannot close a minute before its last trades are in.
+With heartbeats every second this costs at most a second on a quiet connection.
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ class CoinbaseFeed(FeedBase):
         options: AdapterOptions,
         send_limiter: RateLimiter,
         jwt_factory: Callable[[], str | None],
+        opened_at: int | None = None,
     ) -> None:
+        """`opened_at`: venue time at opening, up to which the caller backfills; buckets that
+        close after it without the feed seeing them are reported as FeedGap."""
         super().__init__(venue="coinbase", options=options)
         self._url = ws_url
         self._products = list(dict.fromkeys(products))
@@ -62,9 +71,20 @@ class CoinbaseFeed(FeedBase):
         self._candles = CandleChannelTracker()
         self._trades = TradeCandleBuilder(grace_ms=options.trade_close_grace_ms)
         self._seen = SeenTrades()
+        self._since: dict[str, int] = {}  # product -> venue time it was requested at
+        if opened_at is not None:
+            self._expect(self._products, opened_at)
         self._last_seq: int | None = None
+        # Venue clock seen so far, applied to the 1m builder once a later send time shows up.
+        self._pending_clock = 0
+        self._batch_stamp = 0
         self._conn: ObservedConnection | None = None
         self._stalled = False
+
+    def _expect(self, products: Sequence[str], since: int) -> None:
+        for product in products:
+            self._since[product] = since
+            self._candles.expect(product, since)
 
     @property
     def products(self) -> tuple[str, ...]:
@@ -113,7 +133,10 @@ class CoinbaseFeed(FeedBase):
                 await self._send("unsubscribe", channel, removed)
             if added:
                 await self._send("subscribe", channel, added)
+        if self._trades.now:
+            self._expect(added, self._trades.now)
         for product in removed:
+            self._since.pop(product, None)
             self._candles.forget(product)
             self._trades.forget(product)
             self._seen.forget(product)
@@ -139,6 +162,11 @@ class CoinbaseFeed(FeedBase):
         events: list[FeedEvent] = []
         try:
             now = parse.parse_time_ms(msg.timestamp)
+            if now > self._batch_stamp:
+                # A newer send time: every message sent before it has been handled, so the clock
+                # they showed can close minutes now (see the module docstring).
+                self._batch_stamp = now
+                events.extend(self._trades.advance(self._pending_clock))
             self._check_sequence(msg.sequence_num, now, events)
             if isinstance(msg, s.HeartbeatsMessage):
                 self._on_heartbeats(msg, events)
@@ -147,12 +175,16 @@ class CoinbaseFeed(FeedBase):
             elif isinstance(msg, s.MarketTradesMessage):
                 self._on_trades(msg, now, events)
             elif isinstance(msg, s.SubscriptionsMessage):
-                self._on_subscriptions(msg, now)
-            events.extend(self._trades.advance(now))
+                self._on_subscriptions(msg, now, events)
+            self._note_clock(now)
         except InvalidFrame as exc:
             events.append(self.dropped(str(exc)))
         self._count(events)
         return events
+
+    def _note_clock(self, venue_ms: int) -> None:
+        if venue_ms > self._pending_clock:
+            self._pending_clock = venue_ms
 
     def _count(self, events: list[FeedEvent]) -> None:
         for event in events:
@@ -183,7 +215,7 @@ class CoinbaseFeed(FeedBase):
             clock = parse.parse_time_ms(ev.current_time)
             self.stats.heartbeats += 1
             events.append(Heartbeat(exchange_time=clock))
-            events.extend(self._trades.advance(clock))
+            self._note_clock(clock)
 
     def _on_candles(self, msg: s.CandlesMessage, now: int, events: list[FeedEvent]) -> None:
         wanted = self._wanted
@@ -197,25 +229,23 @@ class CoinbaseFeed(FeedBase):
                 except InvalidFrame as exc:
                     events.append(self.dropped(f"bad candle: {exc}"))
                     continue
-                closed = self._candles.update(raw.product_id, candle)
-                if closed is not None:
-                    events.append(
-                        ClosedCandle(
-                            symbol=raw.product_id, timeframe="5m", candle=closed, exchange_time=now
-                        )
-                    )
+                events.extend(self._candles.update(raw.product_id, candle, now))
 
-    def _on_subscriptions(self, msg: s.SubscriptionsMessage, now: int) -> None:
+    def _on_subscriptions(
+        self, msg: s.SubscriptionsMessage, now: int, events: list[FeedEvent]
+    ) -> None:
         # The acknowledgement proves the subscription is live from `now` on.
         wanted = self._wanted
         for ev in msg.events:
             for product in ev.subscriptions.get(MARKET_TRADES, ()):
                 if product in wanted:
-                    self._trades.watch(product, now)
+                    events.extend(self._watch_trades(product, now))
+
+    def _watch_trades(self, product: str, now: int) -> list[FeedEvent]:
+        return self._trades.watch(product, now, self._since.pop(product, None))
 
     def _on_trades(self, msg: s.MarketTradesMessage, now: int, events: list[FeedEvent]) -> None:
         wanted = self._wanted
-        clock = now
         for ev in msg.events:
             by_product: dict[str, list[parse.Trade]] = defaultdict(list)
             for raw in ev.trades:
@@ -232,7 +262,7 @@ class CoinbaseFeed(FeedBase):
                 by_product[raw.product_id].append(trade)
             for product, trades in by_product.items():
                 trades.sort(key=lambda t: t.time_ms)
-                self._trades.watch(product, now)
+                events.extend(self._watch_trades(product, now))
                 if ev.type == "snapshot":
                     self._trades.prove_complete_after(product, trades[0].time_ms)
                 for t in trades:
@@ -240,5 +270,4 @@ class CoinbaseFeed(FeedBase):
                         events.extend(
                             self._trades.add_trade(product, t.time_ms, t.price, t.size_units)
                         )
-                clock = max(clock, trades[-1].time_ms)
-        events.extend(self._trades.advance(clock))
+                self._note_clock(trades[-1].time_ms)
