@@ -133,6 +133,8 @@ class ControlClient:
         signed = sign(new_command(command, exchange, params), self._secret)
         pubsub = self._redis.pubsub()
         await pubsub.subscribe(self._keys.control_responses_channel)
+        # Wait for the subscription to be confirmed, so no fast reply can be missed.
+        await pubsub.get_message(timeout=2.0)
         responses: list[ControlResponse] = []
         try:
             await self._redis.publish(self._keys.control_channel, messages.encode(signed))

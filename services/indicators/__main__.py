@@ -1,0 +1,40 @@
+"""`livermore indicators`: the indicator worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from livermore_common.config import ConfigError
+from livermore_common.keys import KeySpace
+from livermore_common.lifecycle import check_health, main_entry
+from livermore_common.logs import configure_logging
+
+from .config import parse
+from .service import run_indicators
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings, check = parse(sys.argv[1:] if argv is None else argv, os.environ)
+    except ConfigError as exc:
+        print(f"livermore indicators: {exc}", file=sys.stderr)
+        return 2
+    common = settings.common
+    keys = KeySpace(common.namespace)
+    if check:
+        return 0 if asyncio.run(check_health(common.redis_url, keys, "indicators")) else 1
+    configure_logging(fmt=common.log_format, level=common.log_level, service="indicators")
+    return main_entry(
+        "indicators",
+        lambda ctx: run_indicators(ctx, settings),
+        redis_url=common.redis_url,
+        keys=keys,
+        instance_id=common.instance_id or None,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Wiring of the indicator worker process: closed-candle stream → worker → Redis."""
+
+from __future__ import annotations
+
+from livermore_common.cache import CandleCache
+from livermore_common.lifecycle import ServiceContext
+from livermore_common.messages import Candle, CandleClosed
+from livermore_common.streams import StreamConsumer
+
+from .config import IndicatorSettings
+from .store import StateStore
+from .worker import CandleReader, IndicatorWorker
+
+GROUP = "indicators"
+
+
+def candle_reader(cache: CandleCache, settings: IndicatorSettings) -> CandleReader:
+    """Stored closed candles of the event's series: the exchange-scoped (or user overflow) key,
+    falling back to the legacy user-scoped keys (DATA-04)."""
+
+    async def read(event: CandleClosed, newest: int, oldest: int | None) -> list[Candle]:
+        user = event.user_ids[0] if event.tier == 2 and event.user_ids else None
+        candles = await cache.read_candles(
+            event.exchange_id,
+            event.symbol,
+            event.timeframe,
+            tier=2 if user is not None else 1,
+            user_id=user,
+            start_ms=oldest,
+            end_ms=newest,
+            limit=settings.rebuild_candles,
+        )
+        for legacy_user in settings.legacy_user_ids if not candles else ():
+            candles = await cache.read_candles(
+                event.exchange_id,
+                event.symbol,
+                event.timeframe,
+                start_ms=oldest,
+                end_ms=newest,
+                limit=settings.rebuild_candles,
+                legacy_user_id=legacy_user,
+            )
+            if candles:
+                break
+        return candles
+
+    return read
+
+
+def build_worker(ctx: ServiceContext, settings: IndicatorSettings) -> IndicatorWorker:
+    cache = CandleCache(ctx.redis, ctx.keys, user_ttl_seconds=settings.user_ttl_seconds)
+    return IndicatorWorker(
+        store=StateStore(ctx.redis, stream=ctx.keys.indicator_stream),
+        keys=ctx.keys,
+        read_candles=candle_reader(cache, settings),
+        user_ttl_seconds=settings.user_ttl_seconds,
+    )
+
+
+async def run_indicators(ctx: ServiceContext, settings: IndicatorSettings) -> None:
+    keys = ctx.keys
+    worker = build_worker(ctx, settings)
+    consumer = StreamConsumer(
+        ctx.redis,
+        keys.candle_closed_stream,
+        GROUP,
+        ctx.instance_id,
+        worker.handle,
+        batch_size=settings.batch_size,
+        block_ms=200,
+        claim_idle_ms=settings.claim_idle_ms,
+        dead_letter_stream=keys.dead_letter_stream(keys.candle_closed_stream),
+    )
+    ctx.log.info("indicator worker consuming", stream=keys.candle_closed_stream, group=GROUP)
+    await consumer.run(ctx.stop)

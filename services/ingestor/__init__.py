@@ -1,0 +1,1 @@
+"""The per-exchange ingestor: live feed + REST backfill → exchange-scoped closed candles."""

@@ -1,0 +1,325 @@
+"""One connected run of an ingestor: backfill, the live feed, higher timeframes, and the writes.
+
+Order of work on connect: the feed is opened first and its closed candles are queued; the backfill
+then writes every missing closed candle oldest first; only then does the writer drain the queue.
+So nothing between "history" and "live" is missed, and each series is announced in time order.
+Duplicates (replicas, reconnects, REST vs WS) are dropped atomically by the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from livermore_common.cache import CandleCache
+from livermore_common.errors import TransientError
+from livermore_common.exchanges.base import (
+    ClosedCandle,
+    ExchangeAdapter,
+    Feed,
+    FeedDropped,
+    FeedGap,
+    Heartbeat,
+)
+from livermore_common.logs import get_logger
+from livermore_common.messages import Candle, CandleClosed, SymbolEntry
+from livermore_common.timeframes import interval_ms
+
+from .backfill import Progress, backfill_window
+from .config import IngestorSettings
+from .higher import DueBucket, HigherTimeframes, base_timeframes, combine
+from .status import StatusTracker
+
+_WRITE_BATCH = 1000
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.closed = 0
+        self.announced = 0
+        self.dropped = 0
+        self.gaps = 0
+        self.backfilled = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class FeedSession:
+    def __init__(
+        self,
+        *,
+        adapter: ExchangeAdapter,
+        cache: CandleCache,
+        settings: IngestorSettings,
+        status: StatusTracker,
+        entries: Sequence[SymbolEntry],
+        counters: Counters,
+    ) -> None:
+        self._adapter = adapter
+        self._cache = cache
+        self._settings = settings
+        self._status = status
+        self._entries = {e.symbol: e for e in entries}
+        self.counters = counters
+        self._info = adapter.info
+        native = adapter.capabilities.native_timeframes
+        tracked = settings.timeframes
+        self._higher = HigherTimeframes(
+            base_timeframes(tracked, native), grace_ms=settings.close_grace_ms
+        )
+        self._stored_native = {tf for tf in tracked if tf in native} | self._higher.needed_native()
+        self._queue: asyncio.Queue[ClosedCandle] = asyncio.Queue()
+        self._exchange_time = 0
+        self._feed: Feed | None = None
+        self._ready = asyncio.Event()
+        self._log = get_logger("ingestor.session", exchange=self._info.name)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._entries)
+
+    # -- the run -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Runs until the feed fails (raises TransientError) or the task is cancelled."""
+        feed = await self._adapter.open_feed(self.symbols, sorted(self._stored_native))
+        self._feed = feed
+        try:
+            await self._status.set_state("connected", detail={"symbols": len(self._entries)})
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._consume(feed))
+                tg.create_task(self._write_loop())
+                tg.create_task(self._backfill_then_release(self.symbols))
+        except* TransientError as group:
+            raise group.exceptions[0] from None
+        finally:
+            self._feed = None
+            for task in self._tasks:
+                task.cancel()
+            await feed.aclose()
+
+    async def _backfill_then_release(self, symbols: Sequence[str]) -> None:
+        await self.backfill(symbols)
+        self._ready.set()
+
+    async def _consume(self, feed: Feed) -> None:
+        stall = self._settings.stall_timeout_s or (
+            3 * self._adapter.capabilities.expected_message_interval_s
+        )
+        iterator = aiter(feed)
+        while True:
+            try:
+                async with asyncio.timeout(stall):
+                    event = await anext(iterator)
+            except TimeoutError:
+                raise TransientError(f"feed stalled: nothing received for {stall:.1f}s") from None
+            except StopAsyncIteration:
+                raise TransientError("feed ended") from None
+            await self._on_event(event)
+
+    async def _on_event(self, event: Any) -> None:
+        if isinstance(event, ClosedCandle):
+            self.counters.closed += 1
+            self._exchange_time = max(self._exchange_time, event.exchange_time)
+            self._queue.put_nowait(event)
+        elif isinstance(event, Heartbeat):
+            if event.exchange_time:
+                self._exchange_time = max(self._exchange_time, event.exchange_time)
+            await self._status.heartbeat(event.exchange_time)
+            if self._ready.is_set():
+                await self._finalize(self._higher.on_clock(self._exchange_time))
+        elif isinstance(event, FeedGap):
+            self.counters.gaps += 1
+            self._log.warning("feed gap; repairing from REST", reason=event.reason)
+            self._spawn(self.backfill(event.symbols or self.symbols))
+        elif isinstance(event, FeedDropped):
+            self.counters.dropped += 1
+            if self.counters.dropped <= 10 or self.counters.dropped % 1000 == 0:
+                self._log.warning("frame dropped", reason=event.reason, total=self.counters.dropped)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.warning("background repair failed", error=str(task.exception()))
+
+    # -- writes ------------------------------------------------------------------------------
+    def _closed_event(
+        self, symbol: str, tf: str, candle: Candle, exchange_time: int
+    ) -> CandleClosed:
+        entry = self._entries.get(symbol) or SymbolEntry(symbol=symbol)
+        return CandleClosed(
+            exchange_id=self._info.id,
+            exchange=self._info.name,
+            symbol=symbol,
+            timeframe=tf,
+            timestamp=candle.timestamp,
+            open=candle.open,
+            high=candle.high,
+            low=candle.low,
+            close=candle.close,
+            volume=candle.volume,
+            exchange_time=exchange_time,
+            tier=entry.tier,
+            user_ids=entry.user_ids if entry.tier == 2 else (),
+            received_at=int(time.time() * 1000),
+        )
+
+    async def _write_loop(self) -> None:
+        await self._ready.wait()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _WRITE_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write_live(batch)
+
+    async def _write_live(self, batch: list[ClosedCandle]) -> None:
+        events = [
+            self._closed_event(c.symbol, c.timeframe, c.candle, c.exchange_time)
+            for c in batch
+            if c.symbol in self._entries and c.timeframe in self._stored_native
+        ]
+        self.counters.announced += await self._announce(events)
+        due: list[DueBucket] = []
+        for c in batch:
+            due += self._higher.on_base_closed(c.symbol, c.timeframe, c.candle.timestamp)
+        await self._finalize(due)
+
+    async def _announce(self, events: list[CandleClosed]) -> int:
+        if not events:
+            return 0
+        return await self._cache.announce_closed_many(
+            events, legacy_user_ids=self._settings.legacy_user_ids
+        )
+
+    async def _finalize(self, due: Iterable[DueBucket]) -> None:
+        """Combine due higher buckets from stored members, repairing missing members by REST."""
+        for bucket in due:
+            if bucket.symbol not in self._entries:
+                continue
+            members = await self._stored(
+                bucket.symbol, bucket.base_timeframe, bucket.start, bucket.end
+            )
+            if len(members) < bucket.members:
+                members = await self._repair(bucket, members)
+            candle = combine(members, bucket.start)
+            if candle is not None:
+                event = self._closed_event(
+                    bucket.symbol, bucket.timeframe, candle, self._exchange_time
+                )
+                self.counters.announced += await self._announce([event])
+
+    async def _stored(self, symbol: str, tf: str, start: int, end: int) -> list[Candle]:
+        entry = self._entries.get(symbol) or SymbolEntry(symbol=symbol)
+        user = entry.user_ids[0] if entry.tier == 2 and entry.user_ids else None
+        return await self._cache.read_candles(
+            self._info.id,
+            symbol,
+            tf,
+            tier=entry.tier if user else 1,
+            user_id=user,
+            start_ms=start,
+            end_ms=end - 1,
+        )
+
+    async def _repair(self, bucket: DueBucket, have: list[Candle]) -> list[Candle]:
+        """Fetch the bucket's lower candles by REST; announce those we lacked (they were lost)."""
+        try:
+            fetched = await self._adapter.fetch_candles(
+                bucket.symbol, bucket.base_timeframe, bucket.start, bucket.end
+            )
+        except TransientError as exc:
+            self._log.warning("repair failed; using stored members", error=str(exc))
+            return have
+        known = {c.timestamp for c in have}
+        missing = [c for c in fetched if c.timestamp not in known]
+        if missing:
+            now = self._exchange_time
+            events = [
+                self._closed_event(bucket.symbol, bucket.base_timeframe, c, now) for c in missing
+            ]
+            self.counters.backfilled += await self._announce(events)
+        return sorted([*have, *missing], key=lambda c: c.timestamp)
+
+    # -- backfill ----------------------------------------------------------------------------
+    async def backfill(self, symbols: Sequence[str]) -> None:
+        """Fetch every missing closed candle of these symbols for every tracked timeframe."""
+        now = await self._adapter.server_time()
+        self._exchange_time = max(self._exchange_time, now)
+        series = [(s, tf) for s in symbols for tf in self._settings.timeframes]
+        progress = Progress(len(series), label=f"backfill {self._info.name}")
+        limit = asyncio.Semaphore(self._settings.backfill_concurrency)
+
+        async def one(symbol: str, tf: str) -> None:
+            async with limit:
+                n = await self._backfill_series(symbol, tf, now)
+            progress.step(n)
+
+        async with asyncio.TaskGroup() as tg:
+            for symbol, tf in series:
+                tg.create_task(one(symbol, tf))
+
+    async def _backfill_series(self, symbol: str, tf: str, now: int) -> int:
+        entry = self._entries.get(symbol) or SymbolEntry(symbol=symbol)
+        user = entry.user_ids[0] if entry.tier == 2 and entry.user_ids else None
+        latest = await self._cache.latest_timestamp(
+            self._info.id, symbol, tf, tier=entry.tier if user else 1, user_id=user
+        )
+        window = backfill_window(
+            latest_stored=latest, now_ms=now, timeframe=tf, history=self._settings.history_candles
+        )
+        if window is None:
+            return 0
+        candles = await self._fetch_for(symbol, tf, *window)
+        events = [self._closed_event(symbol, tf, c, now) for c in candles]
+        written = await self._announce(events)
+        self.counters.backfilled += written
+        return written
+
+    async def _fetch_for(self, symbol: str, tf: str, start: int, end: int) -> list[Candle]:
+        """REST candles of `tf`; a timeframe the REST API lacks is combined from a divisor."""
+        caps = self._adapter.capabilities
+        if tf in caps.rest_timeframes:
+            return await self._adapter.fetch_candles(symbol, tf, start, end)
+        source = max(
+            (r for r in caps.rest_timeframes if interval_ms(tf) % interval_ms(r) == 0),
+            key=interval_ms,
+        )
+        lower = await self._adapter.fetch_candles(symbol, source, start, end)
+        step = interval_ms(tf)
+        buckets: dict[int, list[Candle]] = {}
+        for c in lower:
+            buckets.setdefault(c.timestamp - c.timestamp % step, []).append(c)
+        combined = (combine(members, start_) for start_, members in sorted(buckets.items()))
+        return [c for c in combined if c is not None]
+
+    def request_backfill(self, symbols: Sequence[str]) -> None:
+        """Backfill these symbols in the background (the `force-backfill` command)."""
+        self._spawn(self.backfill(symbols))
+
+    # -- live changes ------------------------------------------------------------------------
+    async def update_entries(self, entries: Sequence[SymbolEntry]) -> None:
+        """Follow a new owned symbol list live: resubscribe, backfill what was gained."""
+        new = {e.symbol: e for e in entries}
+        gained = [s for s in new if s not in self._entries]
+        lost = [s for s in self._entries if s not in new]
+        self._entries = new
+        self._higher.forget(lost)
+        if self._feed is not None and (gained or lost):
+            await self._feed.update_symbols(list(new))
+        if gained:
+            self._spawn(self.backfill(gained))
+
+    async def stop_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
