@@ -126,33 +126,33 @@ class IndicatorWorker:
     ) -> SeriesCommit | None:
         state = MacdVState.from_bytes(blob) if blob else None
         updates: list[bytes] = []
-        last_point: MacdVPoint | None = None
-        last_event = events[-1]
+        last: tuple[CandleClosed, MacdVPoint] | None = None
         for event in events:
             step = interval_ms(event.timeframe)
             if state is not None and event.timestamp == state.last_timestamp:
                 self.stats.duplicates += 1
                 continue
-            if state is None or event.timestamp < state.last_timestamp:
-                upto = event.timestamp if state is None else state.last_timestamp
-                state, point = await self._rebuild(event, upto, step)
-                publish = point is not None and point.timestamp == event.timestamp
+            if state is not None and event.timestamp < state.last_timestamp:
+                # An older candle (a repaired gap, or a replay): recompute, publish nothing old.
+                state, points = await self._rebuild(event, state.last_timestamp)
+                fresh: list[MacdVPoint] = []
+            elif state is None or (
+                event.timestamp > state.last_timestamp + step
+                and await self._has_unseen(event, state.last_timestamp)
+            ):
+                # Catch up: every stored candle the state has not applied gets its update now,
+                # so events handled out of order by another worker lose nothing.
+                since = -1 if state is None else state.last_timestamp
+                state, points = await self._rebuild(event, event.timestamp)
+                fresh = [p for p in points if p.timestamp > since]
             else:
-                if event.timestamp > state.last_timestamp + step and await self._has_unseen(
-                    event, state.last_timestamp
-                ):
-                    state, point = await self._rebuild(event, event.timestamp, step)
-                else:
-                    point = state.update(event.candle())
-                publish = point is not None
-            if point is None:
-                continue
-            last_point, last_event = point, event
-            if publish and point.macd_v is not None:
-                updates.append(messages.encode(to_update(event, point)))
-        if state is None or last_point is None:
+                points = fresh = [state.update(event.candle())]
+            if points:
+                last = (event, points[-1])
+            updates += [messages.encode(to_update(event, p)) for p in fresh if p.macd_v is not None]
+        if state is None or last is None:
             return None
-        return self._commit(stored_ts, state, last_event, last_point, updates)
+        return self._commit(stored_ts, state, last[0], last[1], updates)
 
     def _commit(
         self,
@@ -191,16 +191,14 @@ class IndicatorWorker:
         between = await self._read(event, event.timestamp - 1, last_ts + 1)
         return bool(between)
 
-    async def _rebuild(
-        self, event: CandleClosed, upto: int, step: int
-    ) -> tuple[MacdVState, MacdVPoint | None]:
-        """From-scratch state over the stored closed candles up to `upto` (inclusive)."""
+    async def _rebuild(self, event: CandleClosed, upto: int) -> tuple[MacdVState, list[MacdVPoint]]:
+        """From-scratch state over the stored closed candles up to `upto` (inclusive), with the
+        point of every stored candle (synthetic gap bars produce none)."""
         self.stats.rebuilds += 1
         candles = await self._read(event, upto, None)
         stored_own = bool(candles) and candles[-1].timestamp == upto
         if upto == event.timestamp and not stored_own:
             # The event's own candle is not stored (e.g. trimmed): include it so it is not lost.
             candles = [c for c in candles if c.timestamp < upto] + [event.candle()]
-        state = MacdVState(interval_ms=step)
-        point = state.feed(candles)
-        return state, point
+        state = MacdVState(interval_ms=interval_ms(event.timeframe))
+        return state, [state.update(c) for c in candles]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import msgspec
@@ -150,22 +149,37 @@ async def test_replayed_and_duplicated_events_change_nothing(
     assert pipeline.worker.stats.duplicates + pipeline.worker.stats.rebuilds >= 20
 
 
-async def test_missing_state_and_out_of_order_rebuild_from_storage(
+async def test_missing_state_catches_up_every_stored_candle_once(
     pipeline, redis_client, keyspace
 ) -> None:
     events = [closed(c, symbol="ETH-USD") for c in wave_candles(80)]
-    # Candles 0..59 are stored without stream events (history from an earlier release or a
-    # backfill whose events were trimmed); then the rest arrive live.
+    # Candles 0..59 are stored without stream events (history loaded before the worker ran, or
+    # events another worker has not handled yet); then the rest arrive live. Every stored candle
+    # gets exactly one update, computed from scratch.
     await pipeline.cache.announce_closed_many(events[:60])
     await redis_client.delete(keyspace.candle_closed_stream)
     await pipeline.cache.announce_closed_many(events[60:])
     await pipeline.drain()
     got = await stream_values(redis_client, keyspace.indicator_stream, IndicatorUpdate)
-    want = {u.timestamp: u for u in expected_updates(events)}
-    assert [g.timestamp for g in got] == [e.timestamp for e in events[60:]]
-    for g in got:
-        assert math.isclose(g.macd_v, want[g.timestamp].macd_v, abs_tol=1e-6)
+    want = expected_updates(events)
+    assert [g.timestamp for g in got] == [w.timestamp for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert math.isclose(g.macd_v, w.macd_v, abs_tol=1e-6)
     assert pipeline.worker.stats.rebuilds >= 1
+
+
+async def test_events_handled_out_of_order_lose_nothing(pipeline, redis_client, keyspace) -> None:
+    """What two workers racing on one series amount to: later events handled first."""
+    events = [closed(c, symbol="XRP-USD") for c in wave_candles(90)]
+    await pipeline.cache.announce_closed_many(events)
+    await redis_client.delete(keyspace.candle_closed_stream)
+    for e in events[60:] + events[:60]:
+        await redis_client.xadd(keyspace.candle_closed_stream, {"data": messages.encode(e)})
+    await pipeline.drain()
+    got = await stream_values(redis_client, keyspace.indicator_stream, IndicatorUpdate)
+    want = expected_updates(events)
+    assert sorted(g.timestamp for g in got) == [w.timestamp for w in want]
+    assert len({g.timestamp for g in got}) == len(got)
 
 
 async def test_stale_candles_update_state_but_raise_no_alert(
