@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from livermore_common.logs import configure_logging, get_logger
 from services.sim.config import SimConfig
@@ -26,9 +27,19 @@ def _start_time(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def parse_args(argv: Sequence[str]) -> tuple[SimConfig, str | None]:
+def _advertised(url: str, host: str | None) -> str:
+    """`url` with its host replaced by `host` (the port kept); unchanged when `host` is None."""
+    if not host:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
+
+
+def parse_args(argv: Sequence[str]) -> tuple[SimConfig, str | None, str | None]:
     p = argparse.ArgumentParser(prog="livermore sim", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
+    # In a container the sim binds 0.0.0.0 but others reach it by its service name.
+    p.add_argument("--advertise-host", default=None, help="host in rows and URLs (--host)")
     p.add_argument("--binance-port", type=int, default=0)
     p.add_argument("--coinbase-port", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
@@ -56,10 +67,10 @@ def parse_args(argv: Sequence[str]) -> tuple[SimConfig, str | None]:
         binance_ping_interval_s=a.binance_ping_interval,
         coinbase_public_rps=a.coinbase_public_rps,
     )
-    return config, a.point_db
+    return config, a.point_db, a.advertise_host
 
 
-async def serve(config: SimConfig, database_url: str | None) -> None:
+async def serve(config: SimConfig, database_url: str | None, advertise: str | None = None) -> None:
     log = get_logger("sim")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,20 +80,24 @@ async def serve(config: SimConfig, database_url: str | None) -> None:
     async with Simulator(config) as sim:
         if database_url:
             urls = {
-                "coinbase": (sim.coinbase_ws_url, sim.coinbase_url),
-                "binance": (sim.binance_ws_url, sim.binance_url),
+                venue: (_advertised(ws, advertise), _advertised(rest, advertise))
+                for venue, ws, rest in (
+                    ("coinbase", sim.coinbase_ws_url, sim.coinbase_url),
+                    ("binance", sim.binance_ws_url, sim.binance_url),
+                )
             }
             updated = await point_db(database_url, urls)
             log.info("exchanges rows pointed at the simulator", rows=updated)
-        print(f"sim ready coinbase={sim.coinbase_url} binance={sim.binance_url}", flush=True)
+        coinbase, binance = (_advertised(u, advertise) for u in (sim.coinbase_url, sim.binance_url))
+        print(f"sim ready coinbase={coinbase} binance={binance}", flush=True)
         await stop.wait()
     log.info("simulator stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config, database_url = parse_args(sys.argv[1:] if argv is None else argv)
+    config, database_url, advertise = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(service="sim")
-    asyncio.run(serve(config, database_url))
+    asyncio.run(serve(config, database_url, advertise))
     return 0
 
 
