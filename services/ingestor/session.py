@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from livermore_common.cache import CandleCache
-from livermore_common.errors import TransientError
+from livermore_common.errors import RateLimitedError, TransientError
 from livermore_common.exchanges.base import (
     ClosedCandle,
     ExchangeAdapter,
@@ -34,6 +34,7 @@ from .higher import DueBucket, HigherTimeframes, base_timeframes, combine
 from .status import StatusTracker
 
 _WRITE_BATCH = 1000
+_RATE_LIMIT_RETRIES = 5
 
 
 class Counters:
@@ -43,6 +44,7 @@ class Counters:
         self.dropped = 0
         self.gaps = 0
         self.backfilled = 0
+        self.rate_limited = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -278,11 +280,21 @@ class FeedSession:
         )
         if window is None:
             return 0
-        candles = await self._fetch_for(symbol, tf, *window)
+        candles = await self._fetch_patiently(symbol, tf, *window)
         events = [self._closed_event(symbol, tf, c, now) for c in candles]
         written = await self._announce(events)
         self.counters.backfilled += written
         return written
+
+    async def _fetch_patiently(self, symbol: str, tf: str, start: int, end: int) -> list[Candle]:
+        """`_fetch_for`, waiting out the venue's Retry-After on rate limiting (a few times)."""
+        for _ in range(_RATE_LIMIT_RETRIES):
+            try:
+                return await self._fetch_for(symbol, tf, start, end)
+            except RateLimitedError as exc:
+                self.counters.rate_limited += 1
+                await asyncio.sleep(max(0.05, exc.retry_after))
+        return await self._fetch_for(symbol, tf, start, end)
 
     async def _fetch_for(self, symbol: str, tf: str, start: int, end: int) -> list[Candle]:
         """REST candles of `tf`; a timeframe the REST API lacks is combined from a divisor."""
