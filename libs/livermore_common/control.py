@@ -18,7 +18,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -145,6 +145,39 @@ class ControlClient:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
         return responses
 
+    async def stream(
+        self,
+        command: str,
+        exchange: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 5.0,
+        expect: int = 1,
+    ) -> AsyncGenerator[ControlResponse, None]:
+        """Like `send`, but yield each response to the command as it arrives (`ack`, then one
+        final answer per instance) until `expect` final answers arrived or `timeout` passed.
+        Wrap it in `contextlib.aclosing` when the caller may stop iterating early."""
+        signed = sign(new_command(command, exchange, params), self._secret)
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self._keys.control_responses_channel)
+        await pubsub.get_message(timeout=2.0)  # the confirmation: no fast reply can be missed
+        loop = asyncio.get_running_loop()
+        # A deadline rather than asyncio.timeout: a timeout scope must not span the yields.
+        deadline = loop.time() + timeout
+        finals = 0
+        try:
+            await self._redis.publish(self._keys.control_channel, messages.encode(signed))
+            while finals < expect and (remaining := deadline - loop.time()) > 0:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=min(remaining, 0.2)
+                )
+                response = _response_to(message, signed.id)
+                if response is not None:
+                    finals += response.status in FINAL_STATUSES
+                    yield response
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
     async def _collect(
         self, pubsub: Any, command_id: str, out: list[ControlResponse], expect: int
     ) -> None:
@@ -176,3 +209,16 @@ class ControlClient:
                         yield decoded
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _response_to(message: Any, command_id: str) -> ControlResponse | None:
+    """The response in a pub/sub message if it answers `command_id`."""
+    if message is None:
+        return None
+    try:
+        decoded = messages.decode_response(message["data"])
+    except msgspec.MsgspecError:
+        return None
+    if isinstance(decoded, ControlResponse) and decoded.command_id == command_id:
+        return decoded
+    return None

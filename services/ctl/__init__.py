@@ -1,0 +1,1 @@
+"""Command-line clients: `livermore ctl` (signed control commands) and `livermore tail` (feeds)."""
