@@ -1,56 +1,103 @@
 """The candle and indicator cache: exchange-scoped keys (tier 1), user overflow (tier 2), dual read.
 
-Closed candles are written and announced by one Lua script per candle, so the write and its
-announcement are atomic and happen once per (exchange, symbol, timeframe, bucket): a member
-already stored at that score means the candle was announced before, and nothing happens (first
-write wins). Readers try the exchange-scoped key first and fall back to the previous release's
-user-scoped key when asked to (DATA-04).
+A closed candle is stored and announced by one Lua script, so the write, the XADD on the durable
+stream and the PUBLISH happen atomically and once per (exchange, symbol, timeframe, bucket): a
+member already stored at that score means the candle was announced before, and nothing happens
+(first write wins). Older buckets may be inserted (backfill); only same-score duplicates are
+refused. Readers try the exchange-scoped key first and, when asked, fall back to the previous
+release's user-scoped key (DATA-04).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from livermore_common import messages
 from livermore_common.keys import TIER_SHARED, TIER_USER, KeySpace
+from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, IndicatorUpdate
+from livermore_common.redisbus import execute_packed, pack_bulk
 from livermore_common.streams import DEFAULT_MAXLEN
 
-# KEYS: stream, channel, legacy channels..., then one sorted set per target (shared or per user).
-# ARGV: score, member, event, max_candles, ttl_seconds, n_legacy_channels, stream_maxlen.
-_ANNOUNCE = """
-local score = ARGV[1]
-local n_legacy = tonumber(ARGV[6])
-local first_set = 3 + n_legacy
-if #redis.call('ZRANGEBYSCORE', KEYS[first_set], score, score, 'LIMIT', 0, 1) > 0 then
-  return 0
+# One call stores and announces a batch of candles (one script dispatch for many candles).
+# KEYS: the stream, then every sorted set the batch writes (each once).
+# ARGV: max candles, stream maxlen, number of series S, then S series records
+#         (n targets, key index x n, ttl ms (0 = none), n channels, channel x n),
+#       then 4 values per candle: series number, score (bucket start), member, event JSON.
+# A candle is stored in each target that lacks its bucket, unless it is older than the newest
+# `max candles` there (it would be trimmed at once, and announced again by the next backfill);
+# it is announced (XADD + PUBLISH) when at least one target stored it. Each written set is then
+# trimmed to its newest `max candles`. Returns how many candles were announced.
+ANNOUNCE_SCRIPT = """
+local keep, maxlen, stream = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local series, i = {}, 4
+for s = 1, tonumber(ARGV[3]) do
+  local targets, channels = {}, {}
+  local n = tonumber(ARGV[i])
+  for k = 1, n do targets[k] = KEYS[tonumber(ARGV[i + k])] end
+  local ttl, m = tonumber(ARGV[i + n + 1]), tonumber(ARGV[i + n + 2])
+  for c = 1, m do channels[c] = ARGV[i + n + 2 + c] end
+  series[s] = {targets, ttl, channels}
+  i = i + n + m + 3
 end
-local keep = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
-for i = first_set, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], score, score)
-  redis.call('ZADD', KEYS[i], score, ARGV[2])
-  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(keep + 1))
-  if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+local announced, touched = 0, {}
+while i <= #ARGV do
+  local entry = series[tonumber(ARGV[i])]
+  local score, member = ARGV[i + 1], ARGV[i + 2]
+  local stored = 0
+  for _, key in ipairs(entry[1]) do
+    -- newer-or-equal members: 0 in the common case (a new newest candle), so one call decides.
+    local newer = redis.call('ZCOUNT', key, score, '+inf')
+    -- store unless this bucket is there already (first write wins) or older than the window
+    if newer == 0 or (newer < keep and redis.call('ZCOUNT', key, score, score) == 0) then
+      redis.call('ZADD', key, score, member)
+      stored = stored + 1
+      touched[key] = entry[2]
+    end
+  end
+  if stored > 0 then
+    announced = announced + 1
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i + 3])
+    for _, channel in ipairs(entry[3]) do redis.call('PUBLISH', channel, ARGV[i + 3]) end
+  end
+  i = i + 4
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'data', ARGV[3])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
-for i = 3, 2 + n_legacy do redis.call('PUBLISH', KEYS[i], ARGV[3]) end
-return 1
+-- trim each written set to its newest `keep` once per call, and refresh tier-2 TTLs
+for key, ttl in pairs(touched) do
+  redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+return announced
 """
+
+# Candles per script call: bounds how long one call holds Redis (a few ms) so that other clients'
+# latency stays low; the calls of one batch are sent back to back on one connection.
+_SCRIPT_BATCH = 250
+_NAME_CACHE_LIMIT = 100_000
+_candle_encoder = msgspec.json.Encoder()
+_log = get_logger(__name__)
 
 
 def candle_member(candle: Candle | CandleClosed) -> bytes:
     """The stored JSON of a candle: exactly timestamp, open, high, low, close, volume."""
     if isinstance(candle, CandleClosed):
         candle = candle.candle()
-    return messages.encode(candle)
+    return _candle_encoder.encode(candle)
+
+
+def _decode_candles(members: list[Any]) -> list[Candle]:
+    # One decode call for the whole range instead of one per member.
+    return messages.decode(b"[" + b",".join(members) + b"]", list[Candle])
 
 
 class CandleCache:
+    """Reads and writes candles and indicator values; see the module docstring for guarantees."""
+
     def __init__(
         self,
         redis: aioredis.Redis,
@@ -60,14 +107,31 @@ class CandleCache:
         user_ttl_seconds: int = 86_400,
         stream_maxlen: int = DEFAULT_MAXLEN,
     ) -> None:
+        if max_candles < 1:
+            raise ValueError("max_candles must be positive")
         self._redis = redis
         self._keys = keys
         self.max_candles = max_candles
         self.user_ttl_seconds = user_ttl_seconds
         self._stream_maxlen = stream_maxlen
-        self._announce = redis.register_script(_ANNOUNCE)
+        self._sha: str | None = None
+        # (exchange_id, symbol, timeframe) -> (shared key, close channel): names are validated
+        # once per series, not once per candle, on the hot path.
+        self._names: dict[tuple[int, str, str], tuple[str, str]] = {}
 
     # -- names -------------------------------------------------------------------------------
+    def _series(self, exchange_id: int, symbol: str, timeframe: str) -> tuple[str, str]:
+        series = (exchange_id, symbol, timeframe)
+        names = self._names.get(series)
+        if names is None:
+            if len(self._names) >= _NAME_CACHE_LIMIT:
+                self._names.clear()
+            names = self._names[series] = (
+                self._keys.candle_key(exchange_id, symbol, timeframe),
+                self._keys.candle_close_channel(exchange_id, symbol, timeframe),
+            )
+        return names
+
     def candle_sets(self, event: CandleClosed) -> list[str]:
         """The sorted sets an event is stored in: the shared key, or each holder's overflow key."""
         if event.tier == TIER_USER:
@@ -77,60 +141,106 @@ class CandleCache:
                 self._keys.user_candle_key(u, event.exchange_id, event.symbol, event.timeframe)
                 for u in event.user_ids
             ]
-        return [self._keys.candle_key(event.exchange_id, event.symbol, event.timeframe)]
+        return [self._series(event.exchange_id, event.symbol, event.timeframe)[0]]
 
-    def _read_key(
+    def _candle_key(
         self, exchange_id: int, symbol: str, timeframe: str, tier: int, user_id: int | None
     ) -> str:
         if tier == TIER_USER:
             if user_id is None:
                 raise ValueError("tier 2 reads need a user_id")
             return self._keys.user_candle_key(user_id, exchange_id, symbol, timeframe)
-        return self._keys.candle_key(exchange_id, symbol, timeframe)
+        return self._series(exchange_id, symbol, timeframe)[0]
 
-    # -- writes ------------------------------------------------------------------------------
+    # -- closed candles ----------------------------------------------------------------------
     async def announce_closed(
-        self, event: CandleClosed, *, legacy_user_ids: Sequence[int] = ()
+        self,
+        event: CandleClosed,
+        *,
+        tier: int | None = None,
+        user_ids: Sequence[int] | None = None,
+        legacy_user_ids: Sequence[int] = (),
     ) -> bool:
-        """Store and announce one closed candle; False when that bucket was already announced."""
+        """Store and announce one closed candle; False when that bucket was already stored.
+
+        `tier` and `user_ids` default to the event's own; when given, the announced event
+        carries them. `legacy_user_ids` also publish on the legacy user-scoped channels
+        (compatibility mode).
+        """
+        if tier is not None or user_ids is not None:
+            event = msgspec.structs.replace(
+                event,
+                tier=event.tier if tier is None else tier,
+                user_ids=event.user_ids if user_ids is None else tuple(user_ids),
+            )
         return await self.announce_closed_many([event], legacy_user_ids=legacy_user_ids) == 1
 
     async def announce_closed_many(
-        self, events: Sequence[CandleClosed], *, legacy_user_ids: Sequence[int] = ()
+        self, events: Iterable[CandleClosed], *, legacy_user_ids: Sequence[int] = ()
     ) -> int:
-        """Pipelined `announce_closed`; returns how many were newly announced."""
-        if not events:
+        """`announce_closed` for many events (each with its own tier and user ids) in one round
+        trip; returns how many were newly announced. Events are applied in the order given."""
+        batch = list(events)
+        if not batch:
             return 0
-        pipe = self._redis.pipeline(transaction=False)
-        stream = self._keys.candle_closed_stream
-        for event in events:
-            legacy = [
-                self._keys.legacy_candle_close_channel(
-                    u, event.exchange_id, event.symbol, event.timeframe
-                )
-                for u in legacy_user_ids
-            ]
-            channel = self._keys.candle_close_channel(
-                event.exchange_id, event.symbol, event.timeframe
+        if self._sha is None:
+            self._sha = await self._redis.script_load(ANNOUNCE_SCRIPT)
+        chunks = [batch[i : i + _SCRIPT_BATCH] for i in range(0, len(batch), _SCRIPT_BATCH)]
+        legacy = tuple(legacy_user_ids)
+        replies = await execute_packed(self._redis, (self._packed(c, legacy) for c in chunks))
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:  # Redis restarted or flushed its scripts; those calls did not run
+            self._sha = await self._redis.script_load(ANNOUNCE_SCRIPT)
+            again = await execute_packed(
+                self._redis, (self._packed(chunks[i], legacy) for i in missing)
             )
-            ttl = self.user_ttl_seconds if event.tier == TIER_USER else 0
-            await self._announce(
-                keys=[stream, channel, *legacy, *self.candle_sets(event)],
-                args=[
-                    event.timestamp,
-                    candle_member(event),
-                    messages.encode(event),
-                    self.max_candles,
-                    ttl,
-                    len(legacy),
-                    self._stream_maxlen,
-                ],
-                client=pipe,
-            )
-        results = await pipe.execute()
-        return sum(int(r) for r in results)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return sum(int(r) for r in replies)
 
-    # -- reads -------------------------------------------------------------------------------
+    def _packed(self, events: Sequence[CandleClosed], legacy_user_ids: tuple[int, ...]) -> bytes:
+        """One EVALSHA of the announce script for `events`, in the Redis protocol."""
+        key_index: dict[str, int] = {self._keys.candle_closed_stream: 1}
+        series_index: dict[tuple[Any, ...], int] = {}
+        series_args: list[bytes | str | int] = []
+        candle_args: list[bytes] = []
+        for event in events:
+            series = (event.exchange_id, event.symbol, event.timeframe, event.tier, event.user_ids)
+            number = series_index.get(series)
+            if number is None:
+                number = series_index[series] = len(series_index) + 1
+                series_args += self._series_record(event, legacy_user_ids, key_index)
+            member, payload = candle_member(event), messages.encode(event)
+            num, score = b"%d" % number, b"%d" % event.timestamp
+            candle_args.append(
+                b"$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+                % (len(num), num, len(score), score, len(member), member, len(payload), payload)
+            )
+        head: list[bytes | str | int] = ["EVALSHA", self._sha or "", len(key_index), *key_index]
+        head += [self.max_candles, self._stream_maxlen, len(series_index), *series_args]
+        # The candle arguments are packed in the loop above (the hot part), 4 per candle.
+        count = len(head) + 4 * len(events)
+        return b"*%d\r\n%b%b" % (count, pack_bulk(head), b"".join(candle_args))
+
+    def _series_record(
+        self, event: CandleClosed, legacy_user_ids: tuple[int, ...], key_index: dict[str, int]
+    ) -> list[bytes | str | int]:
+        key, channel = self._series(event.exchange_id, event.symbol, event.timeframe)
+        user_tier = event.tier == TIER_USER
+        targets = self.candle_sets(event) if user_tier else [key]
+        ex, sym, tf = event.exchange_id, event.symbol, event.timeframe
+        channels = [channel]
+        channels += [
+            self._keys.legacy_candle_close_channel(u, ex, sym, tf) for u in legacy_user_ids
+        ]
+        record: list[bytes | str | int] = [len(targets)]
+        record += [key_index.setdefault(t, len(key_index) + 1) for t in targets]
+        record += [self.user_ttl_seconds * 1000 if user_tier else 0, len(channels), *channels]
+        return record
+
     async def read_candles(
         self,
         exchange_id: int,
@@ -146,10 +256,10 @@ class CandleCache:
     ) -> list[Candle]:
         """Closed candles with start_ms <= timestamp <= end_ms, ascending (the newest `limit`).
 
-        With `legacy_user_id`, an empty exchange-scoped key falls back to the previous release's
-        user-scoped key `candles:{user}:{ex}:{sym}:{tf}` (DATA-04).
+        Tier 1 with `legacy_user_id`: an empty exchange-scoped key falls back to the previous
+        release's user-scoped key `candles:{user}:{ex}:{sym}:{tf}` (DATA-04).
         """
-        key = self._read_key(exchange_id, symbol, timeframe, tier, user_id)
+        key = self._candle_key(exchange_id, symbol, timeframe, tier, user_id)
         candles = await self._range(key, limit, start_ms, end_ms)
         if not candles and legacy_user_id is not None and tier == TIER_SHARED:
             legacy = self._keys.legacy_candle_key(legacy_user_id, exchange_id, symbol, timeframe)
@@ -163,10 +273,12 @@ class CandleCache:
         high = "+inf" if end_ms is None else end_ms
         if limit is None:
             raw = await self._redis.zrangebyscore(key, low, high)
+        elif limit <= 0:
+            return []
         else:
             raw = await self._redis.zrevrangebyscore(key, high, low, start=0, num=limit)
             raw.reverse()
-        return [messages.decode(m, Candle) for m in cast(list[bytes], raw)]
+        return _decode_candles(raw) if raw else []
 
     async def latest_timestamp(
         self,
@@ -176,10 +288,14 @@ class CandleCache:
         *,
         tier: int = TIER_SHARED,
         user_id: int | None = None,
+        legacy_user_id: int | None = None,
     ) -> int | None:
-        key = self._read_key(exchange_id, symbol, timeframe, tier, user_id)
-        newest = await self._redis.zrange(key, -1, -1, withscores=True)
-        return int(newest[0][1]) if newest else None
+        """Bucket start of the newest stored candle (with the same dual read), or None."""
+        for key in self._read_keys(exchange_id, symbol, timeframe, tier, user_id, legacy_user_id):
+            newest = await self._redis.zrange(key, -1, -1, withscores=True)
+            if newest:
+                return int(newest[0][1])
+        return None
 
     async def count(
         self,
@@ -189,28 +305,48 @@ class CandleCache:
         *,
         tier: int = TIER_SHARED,
         user_id: int | None = None,
+        legacy_user_id: int | None = None,
     ) -> int:
-        key = self._read_key(exchange_id, symbol, timeframe, tier, user_id)
-        return int(await self._redis.zcard(key))
+        """How many candles are stored (with the same dual read)."""
+        for key in self._read_keys(exchange_id, symbol, timeframe, tier, user_id, legacy_user_id):
+            n = int(await self._redis.zcard(key))
+            if n:
+                return n
+        return 0
+
+    def _read_keys(
+        self,
+        exchange_id: int,
+        symbol: str,
+        timeframe: str,
+        tier: int,
+        user_id: int | None,
+        legacy_user_id: int | None,
+    ) -> list[str]:
+        keys = [self._candle_key(exchange_id, symbol, timeframe, tier, user_id)]
+        if legacy_user_id is not None and tier == TIER_SHARED:
+            keys.append(
+                self._keys.legacy_candle_key(legacy_user_id, exchange_id, symbol, timeframe)
+            )
+        return keys
 
     # -- indicators --------------------------------------------------------------------------
     async def write_indicator(
         self, update: IndicatorUpdate, *, tier: int = TIER_SHARED, user_ids: Sequence[int] = ()
     ) -> None:
+        """Store the latest value: the shared key, or each holder's overflow key with its TTL."""
         payload = messages.encode(update)
-        pipe = self._redis.pipeline(transaction=True)
-        if tier == TIER_USER:
-            for u in user_ids:
-                key = self._keys.user_indicator_key(
-                    u, update.exchange_id, update.symbol, update.timeframe, update.type
-                )
-                pipe.set(key, payload, ex=self.user_ttl_seconds)
-        else:
-            key = self._keys.indicator_key(
-                update.exchange_id, update.symbol, update.timeframe, update.type
-            )
-            pipe.set(key, payload)
-        await pipe.execute()
+        ex, sym, tf, kind = update.exchange_id, update.symbol, update.timeframe, update.type
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if tier == TIER_USER:
+                if not user_ids:
+                    raise ValueError("a tier-2 indicator needs the user ids that hold the symbol")
+                for user in user_ids:
+                    key = self._keys.user_indicator_key(user, ex, sym, tf, kind)
+                    pipe.set(key, payload, px=self.user_ttl_seconds * 1000)
+            else:
+                pipe.set(self._keys.indicator_key(ex, sym, tf, kind), payload)
+            await pipe.execute()
 
     async def read_indicator(
         self,
@@ -223,7 +359,7 @@ class CandleCache:
         user_id: int | None = None,
         legacy_user_id: int | None = None,
     ) -> IndicatorUpdate | None:
-        """The latest indicator value: exchange-scoped (or overflow) key, then the legacy key."""
+        """The latest value: exchange-scoped (or overflow) key, then for tier 1 the legacy key."""
         if tier == TIER_USER:
             if user_id is None:
                 raise ValueError("tier 2 reads need a user_id")
@@ -231,9 +367,19 @@ class CandleCache:
         else:
             key = self._keys.indicator_key(exchange_id, symbol, timeframe, type)
         raw = await self._redis.get(key)
-        if raw is None and legacy_user_id is not None and tier == TIER_SHARED:
-            legacy = self._keys.legacy_indicator_key(
-                legacy_user_id, exchange_id, symbol, timeframe, type
-            )
-            raw = await self._redis.get(legacy)
-        return None if raw is None else messages.decode(raw, IndicatorUpdate)
+        if raw is not None:
+            return messages.decode(raw, IndicatorUpdate)
+        if legacy_user_id is None or tier != TIER_SHARED:
+            return None
+        legacy = self._keys.legacy_indicator_key(
+            legacy_user_id, exchange_id, symbol, timeframe, type
+        )
+        raw = await self._redis.get(legacy)
+        if raw is None:
+            return None
+        try:
+            return messages.decode(raw, IndicatorUpdate)
+        except msgspec.DecodeError as exc:
+            # The previous release may have stored another shape: treat it as absent.
+            _log.warning("legacy indicator value not readable", key=legacy, error=str(exc))
+            return None

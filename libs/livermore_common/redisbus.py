@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from livermore_common.config import CommonSettings
 from livermore_common.keys import KeySpace
@@ -54,3 +56,47 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def pack_bulk(args: Iterable[bytes | str | int]) -> bytes:
+    """Arguments as RESP bulk strings, without the array header (see `pack_command`)."""
+    out: list[bytes] = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def pack_command(*args: bytes | str | int) -> bytes:
+    """One command in the Redis protocol (RESP); several times faster than redis-py's packer,
+    which matters on hot write paths that send thousands of arguments per call."""
+    return b"*%d\r\n%b" % (len(args), pack_bulk(args))
+
+
+async def execute_packed(redis: aioredis.Redis, commands: Iterable[bytes]) -> list[Any]:
+    """Send packed commands back to back on one connection, then read every reply.
+
+    `commands` may be a generator: each command is sent as soon as it is packed, so Redis works
+    on the first while the next is being built. Error replies are returned as `ResponseError`
+    instances (like a pipeline with raise_on_error=False). On any failure or cancellation the
+    connection is dropped, so unread replies can never reach its next user.
+    """
+    pool = redis.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        sent = 0
+        for command in commands:
+            await conn.send_packed_command(command, check_health=sent == 0)
+            sent += 1
+        replies: list[Any] = []
+        for _ in range(sent):
+            try:
+                replies.append(await conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
