@@ -83,6 +83,9 @@ class IndicatorUpdate(msgspec.Struct, frozen=True, kw_only=True):
     tier: int = 1
     user_ids: tuple[int, ...] = ()
     received_at: int = 0
+    # Candle timestamp of the series' previous published update (None for the first), so a
+    # consumer can tell an update that arrived before its predecessor.
+    prev_timestamp: int | None = None
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,8 @@ same decisions, which the history ignores and the channel receives once.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
@@ -31,6 +33,7 @@ class Stats:
         self.updates = 0
         self.alerts = 0
         self.cas_retries = 0
+        self.order_waits = 0
 
 
 class AlertEvaluator:
@@ -43,7 +46,9 @@ class AlertEvaluator:
         notify: Notifier | None = None,
         context_timeframes: Sequence[str] = ("1m", "5m", "15m", "1h", "4h", "1d"),
         redis: aioredis.Redis | None = None,
+        order_wait_s: float = 2.0,
     ) -> None:
+        self._order_wait_s = order_wait_s
         self._store = store
         self._keys = keys
         self._record = record
@@ -61,49 +66,91 @@ class AlertEvaluator:
             )
         self.stats.updates += len(entries)
         pending = list(by_series.items())
-        for _ in range(_MAX_CAS_RETRIES):
-            pending = await self._round(pending)
-            if not pending:
-                return
-            self.stats.cas_retries += len(pending)
-        raise RuntimeError(f"alert state kept changing under {len(pending)} series; retrying")
+        cas_rounds = 0
+        deadline = time.monotonic() + self._order_wait_s
+        while pending:
+            patient = time.monotonic() < deadline
+            pending, lost = await self._round(pending, patient=patient)
+            cas_rounds += lost
+            if cas_rounds > _MAX_CAS_RETRIES * max(1, len(by_series)):
+                raise RuntimeError(f"alert state kept changing under {len(pending)} series")
+            self.stats.cas_retries += lost
+            if pending and not lost:
+                # Waiting for another evaluator to commit an earlier update of these series.
+                self.stats.order_waits += 1
+                await asyncio.sleep(0.02)
+
+    def _ready(
+        self, state: AlertState, updates: list[IndicatorUpdate], patient: bool
+    ) -> tuple[list[IndicatorUpdate], list[IndicatorUpdate]]:
+        """Split a series' updates into those that follow the stored state without a hole, and
+        the rest (whose predecessor another evaluator has not committed yet)."""
+        if not patient:
+            return updates, []
+        last = state.last_timestamp
+        for i, update in enumerate(updates):
+            expected = last if i == 0 else updates[i - 1].timestamp
+            prev = update.prev_timestamp
+            if prev is not None and (expected is None or prev > expected):
+                # Its predecessor has not been evaluated yet (by us or by another evaluator).
+                return updates[:i], updates[i:]
+        return updates, []
 
     async def _round(
-        self, items: list[tuple[SeriesId, list[IndicatorUpdate]]]
-    ) -> list[tuple[SeriesId, list[IndicatorUpdate]]]:
+        self, items: list[tuple[SeriesId, list[IndicatorUpdate]]], *, patient: bool
+    ) -> tuple[list[tuple[SeriesId, list[IndicatorUpdate]]], int]:
+        """One pass; returns what is left (CAS losers and updates waiting for a predecessor) and
+        how many series lost the CAS."""
         state_keys = [self._keys.alert_state_key(*series) for series, _ in items]
         stored = await self._store.load(state_keys)
         commits = []
         all_alerts: list[Alert] = []
+        left: dict[str, tuple[SeriesId, list[IndicatorUpdate]]] = {}
+        attempted: dict[str, tuple[SeriesId, list[IndicatorUpdate]]] = {}
         for (series, updates), key, (ts, blob) in zip(items, state_keys, stored, strict=True):
             state = AlertState.from_bytes(blob) if blob else AlertState()
-            alerts: list[Alert] = []
-            for update in updates:
-                state, decisions = evaluate_update(state, update)
-                if decisions:
-                    context = await self._context(update)
-                    alerts += [to_alert(d, update, context=context) for d in decisions]
+            ready, later = self._ready(state, updates, patient)
+            if later:
+                left[key] = (series, later)
+            state, alerts = await self._evaluate(state, ready)
             if state.last_timestamp is None or ts == str(state.last_timestamp):
-                continue  # nothing new for this series (replays only)
+                continue  # nothing new for this series (replays only, or all waiting)
             channel = self._keys.alerts_channel(series[0])
             encoded = [messages.encode(a) for a in alerts]
             commits.append((key, channel, ts, state.last_timestamp, state.to_bytes(), encoded))
+            attempted[key] = (series, updates)
             all_alerts += alerts
         if not commits:
-            return []
+            return list(left.values()), 0
         if all_alerts:
             await self._record(all_alerts)
         results = await self._store.commit(commits)
         lost = {c[0] for c, ok in zip(commits, results, strict=True) if not ok}
-        for alert in all_alerts:
-            if (
-                self._keys.alert_state_key(alert.source_exchange_id, alert.symbol, alert.timeframe)
-                not in lost
-            ):
+        self._published(all_alerts, lost)
+        for key in lost:
+            left[key] = attempted[key]  # redo the whole series from the new state
+        return list(left.values()), len(lost)
+
+    async def _evaluate(
+        self, state: AlertState, updates: list[IndicatorUpdate]
+    ) -> tuple[AlertState, list[Alert]]:
+        alerts: list[Alert] = []
+        for update in updates:
+            state, decisions = evaluate_update(state, update)
+            if decisions:
+                context = await self._context(update)
+                alerts += [to_alert(d, update, context=context) for d in decisions]
+        return state, alerts
+
+    def _published(self, alerts: list[Alert], lost: set[str]) -> None:
+        for alert in alerts:
+            key = self._keys.alert_state_key(
+                alert.source_exchange_id, alert.symbol, alert.timeframe
+            )
+            if key not in lost:
                 self.stats.alerts += 1
                 if self._notify is not None:
                     self._notify(alert)
-        return [(s, u) for (s, u), key in zip(items, state_keys, strict=True) if key in lost]
 
     async def _context(self, update: IndicatorUpdate) -> dict[str, object] | None:
         """Stages of the symbol's other timeframes and the weighted bias (DOMAIN.md §6)."""

@@ -27,7 +27,9 @@ SeriesId = tuple[int, str, str]
 _MAX_CAS_RETRIES = 5
 
 
-def to_update(event: CandleClosed, point: MacdVPoint) -> IndicatorUpdate:
+def to_update(
+    event: CandleClosed, point: MacdVPoint, prev_timestamp: int | None = None
+) -> IndicatorUpdate:
     return IndicatorUpdate(
         exchange_id=event.exchange_id,
         exchange=event.exchange,
@@ -52,6 +54,7 @@ def to_update(event: CandleClosed, point: MacdVPoint) -> IndicatorUpdate:
         tier=event.tier,
         user_ids=event.user_ids,
         received_at=event.received_at,
+        prev_timestamp=prev_timestamp,
     )
 
 
@@ -136,6 +139,7 @@ class IndicatorWorker:
                 # An older candle (a repaired gap, or a replay): recompute, publish nothing old.
                 state, points = await self._rebuild(event, state.last_timestamp)
                 fresh: list[MacdVPoint] = []
+                prev = None
             elif state is None or (
                 event.timestamp > state.last_timestamp + step
                 and await self._has_unseen(event, state.last_timestamp)
@@ -145,11 +149,17 @@ class IndicatorWorker:
                 since = -1 if state is None else state.last_timestamp
                 state, points = await self._rebuild(event, event.timestamp)
                 fresh = [p for p in points if p.timestamp > since]
+                prev = _last_published_before(points, since)
             else:
+                before = state.last_timestamp
                 points = fresh = [state.update(event.candle())]
+                prev = before if state.macd_count > 1 else None
             if points:
                 last = (event, points[-1])
-            updates += [messages.encode(to_update(event, p)) for p in fresh if p.macd_v is not None]
+            for point in fresh:
+                if point.macd_v is not None:
+                    updates.append(messages.encode(to_update(event, point, prev)))
+                    prev = point.timestamp
         if state is None or last is None:
             return None
         return self._commit(stored_ts, state, last[0], last[1], updates)
@@ -202,3 +212,11 @@ class IndicatorWorker:
             candles = [c for c in candles if c.timestamp < upto] + [event.candle()]
         state = MacdVState(interval_ms=interval_ms(event.timeframe))
         return state, [state.update(c) for c in candles]
+
+
+def _last_published_before(points: list[MacdVPoint], since: int) -> int | None:
+    """Timestamp of the newest point at or before `since` that had a value (was published)."""
+    for point in reversed(points):
+        if point.timestamp <= since and point.macd_v is not None:
+            return point.timestamp
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import msgspec
@@ -199,3 +200,27 @@ async def test_poison_event_goes_to_the_dead_letter_stream(
     await pipeline.drain()
     dead = keyspace.dead_letter_stream(keyspace.candle_closed_stream)
     assert await redis_client.xlen(dead) == 1
+
+
+async def test_two_evaluators_racing_on_one_series_raise_every_alert_once(
+    pipeline, redis_client, keyspace
+) -> None:
+    """Evaluator B gets the later half of a series' updates and runs first: it must wait for A
+    to commit the earlier half (the updates carry their predecessor's timestamp)."""
+    from livermore_common.streams import StreamEntry
+
+    events = [closed(c, symbol="DOT-USD") for c in wave_candles(120)]
+    await pipeline.cache.announce_closed_many(events)
+    while await pipeline.indicator_consumer.step(block_ms=10):
+        pass
+    raw = await redis_client.xrange(keyspace.indicator_stream)
+    entries = [StreamEntry(i.decode(), f[b"data"], 1) for i, f in raw]
+    half = len(entries) // 2
+    later = asyncio.create_task(pipeline.evaluator.handle(entries[half:]))
+    await asyncio.sleep(0.1)  # B is already waiting when A starts
+    await pipeline.evaluator.handle(entries[:half])
+    await later
+    updates = [messages.decode(e.data, IndicatorUpdate) for e in entries]
+    alerts = await stream_values(redis_client, keyspace.alert_stream, Alert)
+    assert [a.id for a in alerts] == expected_alerts(updates)
+    assert pipeline.evaluator.stats.order_waits > 0
