@@ -1,0 +1,1 @@
+"""`livermore up`: Redis, Postgres, migrations, the simulator and every service under one parent."""
