@@ -248,10 +248,13 @@ async def check_health(redis_url: str, keys: KeySpace, service: str) -> bool:
     """True if any instance of `service` has a fresh health key that is not stopping."""
     probe = keys.health_key(service, "x")
     pattern = _glob_escape(probe[:-1]) + "*"
-    async with connect(redis_url) as redis:
-        async for key in redis.scan_iter(match=pattern, count=500):
-            status = await redis.hget(key, "status")
-            ttl = await redis.pttl(key)
-            if status is not None and status != b"stopping" and ttl > 0:
-                return True
+    try:
+        async with connect(redis_url) as redis:
+            async for key in redis.scan_iter(match=pattern, count=500):
+                status = await redis.hget(key, "status")
+                ttl = await redis.pttl(key)
+                if status is not None and status != b"stopping" and ttl > 0:
+                    return True
+    except (RedisError, OSError):
+        return False  # no Redis, no health
     return False

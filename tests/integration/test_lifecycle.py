@@ -135,3 +135,7 @@ async def test_repeated_crashes_never_hang_on_a_swallowed_cancellation(
             "crashy", crash, redis_url=redis_url, keys=keyspace, health_interval=0.001
         )
         assert await asyncio.wait_for(run, 5) == 1
+
+
+async def test_check_health_is_false_when_redis_is_unreachable(keyspace: KeySpace) -> None:
+    assert await check_health("redis://127.0.0.1:1/0", keyspace, "lifetest") is False
