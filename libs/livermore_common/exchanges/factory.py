@@ -8,7 +8,7 @@ works with any row source (the db layer, a test's dict).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from livermore_common.errors import UnknownExchangeError
 from livermore_common.exchanges.base import (
@@ -76,7 +76,7 @@ class ExchangeAdapterFactory:
             ) from None
 
     def create_from_info(
-        self, info: ExchangeInfo, *, credentials: Credentials | None = None, **_: Any
+        self, info: ExchangeInfo, *, credentials: Credentials | None = None
     ) -> ExchangeAdapter:
         cls = self.adapter_class(info.name)
         return cls(info, credentials=credentials, options=self._options)

@@ -21,7 +21,8 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.frames import Frame, Opcode
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode, Frame, Opcode
 
 from livermore_common.errors import LivermoreError, TransientError
 from livermore_common.exchanges.base import (
@@ -186,6 +187,19 @@ class FeedBase:
             if events:
                 for event in events:
                     await self._queue.put(event)
+
+    async def _pump_socket(self, conn: ObservedConnection, handle: FrameHandler) -> str:
+        """Read `conn` until it closes; return why it closed (for the TransientError)."""
+        try:
+            await self._read(conn, handle)
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                # Above the hard cap `websockets` fails the connection itself.
+                self.stats.oversized += 1
+                hard = self.options.hard_max_frame_bytes
+                await self._emit(self.dropped(f"oversized: a frame above {hard} bytes"))
+                return "closed after a frame above the hard size limit"
+        return f"closed (code {conn.close_code})"
 
     async def _watch(
         self, conn: ObservedConnection, timeout: float, on_stall: Callable[[], None]

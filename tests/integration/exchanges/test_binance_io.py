@@ -369,3 +369,15 @@ async def test_sockets_rotate_before_their_lifetime_ends(venue: BinanceVenue) ->
         pusher.cancel()
         reader.cancel()
         await feed.aclose()
+
+
+async def test_frame_above_the_hard_cap_is_counted_and_ends_the_feed(venue: BinanceVenue) -> None:
+    options = AdapterOptions(max_frame_bytes=1 << 20, hard_max_frame_bytes=2 << 20)
+    async with BinanceAdapter(info(venue), options=options) as adapter:
+        feed = await adapter.open_feed(["BTCUSDT"], ["1m"])
+        events: list[Any] = []
+        await venue.sessions[0].send("z" * (3 << 20))
+        with pytest.raises(TransientError, match="hard size limit"):
+            await _collect(feed, events)
+        assert [type(e) for e in events] == [FeedDropped] and feed.stats.oversized == 1
+        await feed.aclose()

@@ -135,14 +135,13 @@ class BinanceFeed(FeedBase):
         return conn
 
     async def _pump(self, conn: _Conn) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self._read(conn.ws, lambda _ws, data: self.handle_frame(data, conn))
+        why = await self._pump_socket(conn.ws, lambda _ws, data: self.handle_frame(data, conn))
         if self._closed or conn.closing:
             return
         if conn.retiring:
             conn.lost = True  # the rotation will report the hole
             return
-        why = "stalled" if conn.stalled else f"closed (code {conn.ws.close_code})"
+        why = "stalled" if conn.stalled else why
         await self._fail(TransientError(f"{self.venue} WebSocket {why}"))
 
     async def _shut(self, conn: _Conn) -> None:

@@ -14,7 +14,6 @@ With heartbeats every second this costs at most a second on a quiet connection.
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -101,11 +100,11 @@ class CoinbaseFeed(FeedBase):
         self._spawn(self._watch(conn, stall, self._on_stall), "watchdog")
 
     async def _pump(self, conn: ObservedConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self._read(conn, lambda _ws, data: self.handle_frame(data))
+        why = await self._pump_socket(conn, lambda _ws, data: self.handle_frame(data))
         if not self._closed:
-            why = "stalled" if self._stalled else f"closed (code {conn.close_code})"
-            await self._fail(TransientError(f"coinbase WebSocket {why}"))
+            await self._fail(
+                TransientError(f"coinbase WebSocket {'stalled' if self._stalled else why}")
+            )
 
     def _on_stall(self) -> None:
         self._stalled = True
