@@ -39,8 +39,13 @@ format: install ## apply ruff formatting and safe fixes
 	$(BIN)/ruff format libs services tests bench
 	$(BIN)/ruff check --fix libs services tests bench
 
-run: install ## run the whole system natively (simulator included)
-	$(BIN)/livermore up
+# Real Redis and Postgres servers from PyPI, for `livermore up` on a machine that has neither.
+$(VENV)/.embedded: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	@touch $@
+
+run: install $(VENV)/.embedded ## run the whole system natively (simulator included; ARGS="--live")
+	$(BIN)/livermore up $(ARGS)
 
 bench: install ## print the performance figures
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

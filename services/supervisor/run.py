@@ -30,6 +30,7 @@ from . import embedded
 from .children import Child, Output
 from .config import UpSettings
 from .credentials import SECRETS_FILE, Credentials
+from .endpoints import restore_public_endpoints
 from .plan import ChildSpec, admin_url, migrate_spec, service_specs, sim_spec
 
 SERVERS, SIMULATOR, SERVICES = 0, 1, 2
@@ -216,7 +217,10 @@ async def start_all(sup: Supervisor, credentials: Credentials) -> None:
     await ensure_redis(sup)
     await ensure_postgres(sup)
     await migrate(sup)
-    if not sup.settings.live:
+    if sup.settings.live:
+        for name in await restore_public_endpoints(sup.settings.common.database_url):
+            sup.output.say(f"{name}: pointed back at its public endpoints (a simulator had it)")
+    else:
         await start_simulator(sup)
     specs = service_specs(sup.settings)
     for spec in specs:
