@@ -114,9 +114,7 @@ class Ingestor:
         task, self._session_task = self._session_task, None
         if task is None or task.done():
             return "already_idle"
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel_and_wait(task)
         await self.membership.leave()
         await self.status.set_state(IDLE)
         return "stopped"
@@ -292,6 +290,16 @@ class Ingestor:
             data=data,
         )
         await self._redis.publish(self._keys.control_responses_channel, messages.encode(response))
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end, cancelling again while it runs on: a library may
+    swallow one cancellation (redis-py under asyncio.wait_for on Python 3.11)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        get_logger("ingestor").warning("session ended with an error", error=str(task.exception()))
 
 
 class _Stopped(Exception):

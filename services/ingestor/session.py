@@ -26,6 +26,7 @@ from livermore_common.exchanges.base import (
 )
 from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, SymbolEntry
+from livermore_common.redisbus import raise_if_cancelled
 from livermore_common.timeframes import interval_ms
 
 from .backfill import Progress, backfill_window
@@ -114,6 +115,7 @@ class FeedSession:
         )
         iterator = aiter(feed)
         while True:
+            raise_if_cancelled()
             try:
                 async with asyncio.timeout(stall):
                     event = await anext(iterator)
@@ -178,6 +180,7 @@ class FeedSession:
     async def _write_loop(self) -> None:
         await self._ready.wait()
         while True:
+            raise_if_cancelled()
             batch = [await self._queue.get()]
             while len(batch) < _WRITE_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
