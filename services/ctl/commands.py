@@ -167,8 +167,8 @@ def _summarize(
     if not outcome.responses:
         who = "a symbol manager" if verb in SINGLE_ANSWER else "an ingestor"
         reporter.note(
-            f"no answer to {verb} for {label} within {request.timeout:g}s "
-            f"(is {who} for {label} running, with the same LIVERMORE_CONTROL_SECRET?)"
+            f"no answer to {verb} for {label} (waited up to {request.timeout:g}s; "
+            f"is {who} for {label} running, with the same LIVERMORE_CONTROL_SECRET?)"
         )
         return EXIT_FAILED
     if len(finals) < outcome.expected:
