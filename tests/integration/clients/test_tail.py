@@ -152,9 +152,17 @@ async def test_tail_alerts_from_the_stream_then_live(
         assert f"id={x.id}" in line and f"stream_id={entry_id}" in line
 
     tail = await Tail.start(
-        client_env, "alerts", "--exchange", "2", "--from-stream", "--since", ids[1], "--json",
-        "--count", "2",
-    )  # fmt: skip
+        client_env,
+        "alerts",
+        "--exchange",
+        "2",
+        "--from-stream",
+        "--since",
+        ids[1],
+        "--json",
+        "--count",
+        "2",
+    )
     tails.append(tail)
     replayed = json.loads(await tail.line())
     assert replayed["id"] == c.id  # after --since, and of exchange 2 only
