@@ -52,4 +52,9 @@ async def run_ingestor(ctx: ServiceContext, settings: IngestorSettings, keys: Ke
         instance_id=ctx.instance_id,
     )
     ctx.status = "idle"
+
+    def mirror(state: str) -> None:
+        ctx.status = state
+
+    ingestor.status.on_state = mirror
     await ingestor.run(ctx.stop)

@@ -129,6 +129,8 @@ class Ingestor:
                 adapter = await self._adapter_factory()
                 await self._run_session(adapter)
             except (TransientError, OSError, TimeoutError) as exc:
+                if self.status.connected_at is not None:
+                    attempt = 0  # it was connected: start the backoff over
                 await self.status.set_state(DISCONNECTED, error=_describe(exc))
             except LivermoreError as exc:
                 await self.status.set_state(DISCONNECTED, error=_describe(exc))

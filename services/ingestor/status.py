@@ -8,6 +8,7 @@ Each instance keeps its own hash `exchange:status:{ex}:instance:{id}`; the excha
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -52,6 +53,8 @@ class StatusTracker:
         self.connected_at: int | None = None
         self.last_heartbeat: int | None = None
         self.last_error: str | None = None
+        # Called with each new state (the runner mirrors it in the service's health key).
+        self.on_state: Callable[[str], None] | None = None
 
     @property
     def _instance_key(self) -> str:
@@ -82,6 +85,8 @@ class StatusTracker:
         """Record a transition, mirror it in Redis, and publish the lifecycle event."""
         now = _now_ms()
         self.state = state
+        if self.on_state is not None:
+            self.on_state(state)
         if state == CONNECTED:
             self.connected_at = now
             self.last_heartbeat = now
