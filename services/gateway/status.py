@@ -8,6 +8,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from livermore_common import messages
+from livermore_common.instances import live_ingestor_instances
 from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert, SymbolList
 
@@ -74,18 +75,9 @@ async def read_status(redis: aioredis.Redis, keys: KeySpace, exchange_id: int) -
 async def live_instance_count(
     redis: aioredis.Redis, keys: KeySpace, exchange_id: int, exchange: str
 ) -> int:
-    """Ingestor instances of an exchange whose process is alive (its health key is fresh).
-
-    The relay waits for this many final answers; an instance that crashed keeps its status hash
-    for a while but its health key expires within seconds, so it is not waited for.
-    """
-    ids = [_text(i) for i in await redis.smembers(keys.exchange_instances_key(exchange_id))]
-    if not ids:
-        return 0
-    pipe = redis.pipeline(transaction=False)
-    for iid in ids:
-        pipe.exists(keys.health_key(f"ingestor-{exchange}", iid))
-    return sum(1 for found in await pipe.execute() if found)
+    """Ingestor instances of an exchange whose process is alive (its health key is fresh): the
+    relay waits for this many final answers, never for a crashed instance."""
+    return len(await live_ingestor_instances(redis, keys, exchange_id, exchange))
 
 
 async def read_symbol_list(
