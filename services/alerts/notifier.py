@@ -17,6 +17,7 @@ from livermore_common.logs import get_logger
 from livermore_common.messages import Alert
 
 _COLOURS = {"down": 0xE74C3C, "up": 0x2ECC71}
+_ATTEMPTS = 3
 
 
 def embed_for(alert: Alert) -> dict[str, Any]:
@@ -78,16 +79,20 @@ class WebhookNotifier:
         return None
 
     async def _post(self, http: aiohttp.ClientSession, alert: Alert) -> None:
-        try:
-            async with http.post(self._url, json=embed_for(alert)) as response:
-                if response.status == 429:
-                    retry = float(response.headers.get("Retry-After", "1"))
-                    await asyncio.sleep(min(retry, 30.0))
-                if response.status >= 400:
-                    self.failed += 1
-                else:
+        """POST one alert; a 429 is waited out (its Retry-After) and retried a few times."""
+        for _ in range(_ATTEMPTS):
+            try:
+                async with http.post(self._url, json=embed_for(alert)) as response:
+                    if response.status == 429:
+                        retry = float(response.headers.get("Retry-After", "1") or 1)
+                        await asyncio.sleep(min(retry, 30.0))
+                        continue
+                    if response.status >= 400:
+                        break
                     self.sent += 1
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.failed += 1
-            # The URL carries the webhook's secret token: log the error type only.
-            self._log.warning("webhook post failed", error=type(exc).__name__)
+                    return
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                # The URL carries the webhook's secret token: log the error type only.
+                self._log.warning("webhook post failed", error=type(exc).__name__)
+                break
+        self.failed += 1
