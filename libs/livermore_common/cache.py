@@ -266,6 +266,21 @@ class CandleCache:
             candles = await self._range(legacy, limit, start_ms, end_ms)
         return candles
 
+    async def read_legacy_candles(
+        self,
+        user_id: int,
+        exchange_id: int,
+        symbol: str,
+        timeframe: str,
+        *,
+        limit: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[Candle]:
+        """Candles the previous release stored under `candles:{user}:{ex}:{sym}:{tf}`."""
+        legacy = self._keys.legacy_candle_key(user_id, exchange_id, symbol, timeframe)
+        return await self._range(legacy, limit, start_ms, end_ms)
+
     async def _range(
         self, key: str, limit: int | None, start_ms: int | None, end_ms: int | None
     ) -> list[Candle]:

@@ -16,7 +16,9 @@ GROUP = "indicators"
 
 def candle_reader(cache: CandleCache, settings: IndicatorSettings) -> CandleReader:
     """Stored closed candles of the event's series: the exchange-scoped (or user overflow) key,
-    falling back to the legacy user-scoped keys (DATA-04)."""
+    completed from the previous release's user-scoped keys while those still hold history the
+    new key lacks (DATA-04; the exchange-scoped candle wins where both have a bucket)."""
+    limit = settings.rebuild_candles
 
     async def read(event: CandleClosed, newest: int, oldest: int | None) -> list[Candle]:
         user = event.user_ids[0] if event.tier == 2 and event.user_ids else None
@@ -28,21 +30,23 @@ def candle_reader(cache: CandleCache, settings: IndicatorSettings) -> CandleRead
             user_id=user,
             start_ms=oldest,
             end_ms=newest,
-            limit=settings.rebuild_candles,
+            limit=limit,
         )
-        for legacy_user in settings.legacy_user_ids if not candles else ():
-            candles = await cache.read_candles(
+        if not settings.legacy_user_ids or user is not None or len(candles) >= limit:
+            return candles
+        by_time = {c.timestamp: c for c in candles}
+        for legacy_user in settings.legacy_user_ids:
+            for c in await cache.read_legacy_candles(
+                legacy_user,
                 event.exchange_id,
                 event.symbol,
                 event.timeframe,
                 start_ms=oldest,
                 end_ms=newest,
-                limit=settings.rebuild_candles,
-                legacy_user_id=legacy_user,
-            )
-            if candles:
-                break
-        return candles
+                limit=limit,
+            ):
+                by_time.setdefault(c.timestamp, c)
+        return [by_time[t] for t in sorted(by_time)][-limit:]
 
     return read
 
