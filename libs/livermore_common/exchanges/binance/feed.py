@@ -117,9 +117,14 @@ class BinanceFeed(FeedBase):
     async def _open(self, streams: Sequence[str]) -> _Conn:
         await self._connect_limiter.acquire()
         url = f"{self._base}/stream?streams=" + "/".join(streams[:URL_STREAMS])
-        ws = await open_socket(url, self.options)
+        # Frames take the fast path from the handshake on, before `conn` exists; `opened`
+        # holds it once it does (frames with no conn yet are parsed all the same).
+        opened: list[_Conn] = []
+        sink = self.frame_sink(lambda _ws, data: self.handle_frame(data, *opened))
+        ws = await open_socket(url, self.options, on_frame=sink)
         ws.on_ping = self._on_ping
         conn = _Conn(ws, set(streams[:URL_STREAMS]), RateLimiter(rate=self._msg_rate, capacity=1))
+        opened.append(conn)
         stall = self.options.stall_timeout_s or self.stall_timeout_default
         conn.tasks = [
             self._spawn(self._pump(conn), "reader"),
@@ -271,18 +276,18 @@ class BinanceFeed(FeedBase):
             conn.first_frame.set()
         try:
             frame = parse.decode_frame(data)
-            if type(frame) is s.CombinedKline:
+            if type(frame) is s.LiveCombinedKline:
                 return self._on_kline(frame.data)
             assert isinstance(frame, s.Envelope)
             return self._on_envelope(conn, frame)
         except InvalidFrame as exc:
             return [self.dropped(str(exc))]
 
-    def _on_kline(self, event: s.KlineEvent) -> list[FeedEvent] | None:
+    def _on_kline(self, event: s.LiveKlineEvent) -> list[FeedEvent] | None:
         k = event.k
         if (k.s, k.i) not in self._wanted:
             return None  # a stream being unsubscribed, or one we never asked for
-        candle = parse.kline_candle(k)
+        candle = parse.live_candle(k)
         events = self._tracker.on_kline(
             k.s, k.i, candle, close_time=k.T, final=k.x, event_time=event.E
         )

@@ -48,6 +48,42 @@ class CombinedKline(msgspec.Struct, frozen=True, gc=False):
     data: KlineEvent
 
 
+class LiveKline(msgspec.Struct, frozen=True, gc=False):
+    """`Kline` as the live feed decodes it: the same fields, with the five numbers the candle
+    needs read as floats by msgspec (its `strict=False` decoder turns Binance's decimal strings
+    into the same floats as `float()`, in C: about a microsecond less per frame)."""
+
+    t: int
+    T: int
+    s: str
+    i: str
+    o: float
+    c: float
+    h: float
+    l: float  # noqa: E741
+    v: float
+    x: bool
+    f: int = -1
+    L: int = -1
+    n: int = 0
+    q: str = "0"
+    V: str = "0"
+    Q: str = "0"
+    B: str = "0"
+
+
+class LiveKlineEvent(msgspec.Struct, frozen=True, gc=False):
+    e: str
+    E: int
+    s: str
+    k: LiveKline
+
+
+class LiveCombinedKline(msgspec.Struct, frozen=True, gc=False):
+    stream: str
+    data: LiveKlineEvent
+
+
 class GenericEvent(msgspec.Struct, frozen=True):
     e: str
     E: int | None = None
