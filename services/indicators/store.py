@@ -1,38 +1,69 @@
 """Per-series indicator state in Redis, advanced with compare-and-set so workers can share series.
 
-One Lua script commits a series' progress atomically: it checks that the stored state is still the
-one the worker started from, then writes the new state, the indicator key(s), and each update to the
-durable stream and the pub/sub channel. A worker that lost the race reloads and retries, so two
-workers never publish the same update and none is lost.
+One Lua script commits a batch of series atomically; for each series it checks that the stored
+state is still the one the worker started from, and only then writes the new state, the indicator
+key(s), and each update to the durable stream and the pub/sub channel. A worker that lost the race
+for a series reloads and retries it, so two workers never publish the same update and none is lost.
+Loads and commits go out as a few script calls packed in the Redis protocol and sent back to back
+(one reply per call, not per series: per-command client overhead dominated at 20,000 closes/s).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
+from livermore_common.redisbus import execute_packed, pack_command
 from livermore_common.streams import DEFAULT_MAXLEN
 
-_COMMIT = """
-local current = redis.call('HGET', KEYS[1], 'ts')
-if (current or '') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'ts', ARGV[2], 'state', ARGV[3])
-local ttl = tonumber(ARGV[5])
-local n_keys = tonumber(ARGV[6])
-for i = 1, n_keys do
-  if ttl > 0 then
-    redis.call('SET', KEYS[3 + i], ARGV[4], 'EX', ttl)
-  elseif ARGV[4] ~= '' then
-    redis.call('SET', KEYS[3 + i], ARGV[4])
-  end
+# KEYS: state keys. Returns ts, state (false when absent) for each, flattened.
+_LOAD = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'ts', 'state')
+  out[2 * i - 1], out[2 * i] = v[1], v[2]
 end
-for i = 8, #ARGV do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'data', ARGV[i])
-  redis.call('PUBLISH', KEYS[3], ARGV[i])
-end
-return 1
+return out
 """
+
+# KEYS: the indicator stream, then per series its state key and its indicator key(s).
+# ARGV: stream maxlen, then per series: expected ts, new ts, state, indicator JSON, ttl (s),
+#   n indicator keys, channel, n updates, update x n. Returns 1 or 0 (CAS lost) per series.
+_COMMIT = """
+local maxlen, stream = ARGV[1], KEYS[1]
+local out, k, i = {}, 2, 2
+while i <= #ARGV do
+  local state_key, json = KEYS[k], ARGV[i + 3]
+  local ttl, n_keys, channel = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6]
+  local n_updates = tonumber(ARGV[i + 7])
+  if (redis.call('HGET', state_key, 'ts') or '') == ARGV[i] then
+    redis.call('HSET', state_key, 'ts', ARGV[i + 1], 'state', ARGV[i + 2])
+    for j = 1, n_keys do
+      if ttl > 0 then
+        redis.call('SET', KEYS[k + j], json, 'EX', ttl)
+      elseif json ~= '' then
+        redis.call('SET', KEYS[k + j], json)
+      end
+    end
+    for u = i + 8, i + 7 + n_updates do
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[u])
+      redis.call('PUBLISH', channel, ARGV[u])
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+  k = k + 1 + n_keys
+  i = i + 8 + n_updates
+end
+return out
+"""
+
+# Series per script call: bounds how long one call holds Redis (a few ms).
+_CHUNK = 250
 
 
 class SeriesCommit:
@@ -73,34 +104,56 @@ class StateStore:
         self._redis = redis
         self._stream = stream
         self._maxlen = maxlen
-        self._commit = redis.register_script(_COMMIT)
+        self._shas: dict[str, str] = {}
 
     async def load(self, state_keys: Sequence[str]) -> list[tuple[str, bytes | None]]:
         """(stored ts or '', state bytes or None) for each key, in one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
-        for key in state_keys:
-            pipe.hmget(key, "ts", "state")
-        replies = await pipe.execute()
+        chunks = [state_keys[i : i + _CHUNK] for i in range(0, len(state_keys), _CHUNK)]
+        replies = await self._run(_LOAD, [[len(c), *c] for c in chunks])
         out: list[tuple[str, bytes | None]] = []
-        for ts, state in replies:
-            out.append((ts.decode() if ts else "", state))
+        for reply in replies:
+            for j in range(0, len(reply), 2):
+                ts, state = reply[j], reply[j + 1]
+                out.append((ts.decode() if ts else "", state or None))
         return out
 
     async def commit(self, items: Sequence[tuple[str, str, SeriesCommit]]) -> list[bool]:
-        """Commit (state_key, channel, commit) items in one pipeline; False where the CAS lost."""
-        pipe = self._redis.pipeline(transaction=False)
+        """Commit (state_key, channel, commit) items in one round trip; False where the CAS lost."""
+        calls = [self._commit_call(items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
+        return [bool(r) for reply in await self._run(_COMMIT, calls) for r in reply]
+
+    def _commit_call(self, items: Sequence[tuple[str, str, SeriesCommit]]) -> list[Any]:
+        keys: list[str] = [self._stream]
+        args: list[Any] = [self._maxlen]
         for state_key, channel, c in items:
-            keys = [state_key, self._stream, channel, *c.indicator_keys]
-            args: list[bytes | str | int] = [
-                c.expected_ts,
-                str(c.new_ts),
-                c.state,
-                c.indicator_json,
-                c.ttl,
-                len(c.indicator_keys),
-                self._maxlen,
-                *c.updates,
-            ]
-            await self._commit(keys=keys, args=args, client=pipe)
-        results = await pipe.execute()
-        return [bool(r) for r in results]
+            keys += [state_key, *c.indicator_keys]
+            args += [c.expected_ts, c.new_ts, c.state, c.indicator_json, c.ttl]
+            args += [len(c.indicator_keys), channel, len(c.updates), *c.updates]
+        return [len(keys), *keys, *args]
+
+    async def _run(self, script: str, calls: list[list[Any]]) -> list[Any]:
+        """EVALSHA each call (numkeys, keys..., args...) back to back; load the script when
+        Redis lacks it (a call refused with NOSCRIPT did not run, so rerunning it is safe)."""
+        if not calls:
+            return []
+        sha = self._shas.get(script) or await self._load_script(script)
+        replies = await execute_packed(
+            self._redis, (pack_command("EVALSHA", sha, *c) for c in calls)
+        )
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            sha = await self._load_script(script)
+            again = await execute_packed(
+                self._redis, (pack_command("EVALSHA", sha, *calls[i]) for i in missing)
+            )
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _load_script(self, script: str) -> str:
+        raw = await self._redis.script_load(script)
+        sha = self._shas[script] = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return sha

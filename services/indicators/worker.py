@@ -25,6 +25,7 @@ INDICATOR_TYPE = "macd-v"
 CandleReader = Callable[[CandleClosed, int, int | None], Awaitable[list[Candle]]]
 SeriesId = tuple[int, str, str]
 _MAX_CAS_RETRIES = 5
+_NAME_CACHE_LIMIT = 100_000
 
 
 def to_update(
@@ -82,6 +83,7 @@ class IndicatorWorker:
         self._ttl = user_ttl_seconds
         self.stats = Stats()
         self._log = get_logger("indicators")
+        self._name_cache: dict[SeriesId, tuple[str, str, str]] = {}
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         """Stream handler: decode, group by series (order kept), apply, commit with CAS."""
@@ -100,8 +102,22 @@ class IndicatorWorker:
             self.stats.cas_retries += len(pending)
         raise RuntimeError(f"indicator state kept changing under {len(pending)} series; retrying")
 
+    def _names(self, series: SeriesId) -> tuple[str, str, str]:
+        """(state key, channel, indicator key) of a series, built (and validated) once."""
+        names = self._name_cache.get(series)
+        if names is None:
+            if len(self._name_cache) >= _NAME_CACHE_LIMIT:
+                self._name_cache.clear()
+            ex, sym, tf = series
+            names = self._name_cache[series] = (
+                self._keys.indicator_state_key(ex, sym, tf, INDICATOR_TYPE),
+                self._keys.indicator_channel(ex, sym, tf, INDICATOR_TYPE),
+                self._keys.indicator_key(ex, sym, tf, INDICATOR_TYPE),
+            )
+        return names
+
     def _state_key(self, series: SeriesId) -> str:
-        return self._keys.indicator_state_key(series[0], series[1], series[2], INDICATOR_TYPE)
+        return self._names(series)[0]
 
     async def _round(
         self, items: list[tuple[SeriesId, list[CandleClosed]]]
@@ -113,8 +129,8 @@ class IndicatorWorker:
             commit = await self._apply(events, ts, blob)
             if commit is None:
                 continue
-            channel = self._keys.indicator_channel(*series, INDICATOR_TYPE)
-            commits.append((self._state_key(series), channel, commit))
+            state_key, channel, _ = self._names(series)
+            commits.append((state_key, channel, commit))
             committed_items.append((series, events))
         if not commits:
             return []
@@ -181,11 +197,7 @@ class IndicatorWorker:
             ]
             ttl = self._ttl
         else:
-            keys = [
-                self._keys.indicator_key(
-                    event.exchange_id, event.symbol, event.timeframe, INDICATOR_TYPE
-                )
-            ]
+            keys = [self._names((event.exchange_id, event.symbol, event.timeframe))[2]]
             ttl = 0
         return SeriesCommit(
             expected_ts=stored_ts,

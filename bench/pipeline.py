@@ -1,0 +1,404 @@
+"""Benchmark: the indicator worker's rate and burst, and closed candle -> alert latency.
+
+1. Worker rate: one `IndicatorWorker` (the real handler, state store and candle reader of
+   `livermore indicators`) consuming the closed-candle stream in this process, on real Redis.
+   5,000 series get history first; their first close rebuilds each state (cold, shown apart);
+   then rounds of 5,000 simultaneous closes (one per series) are measured: closed candles/s over
+   all rounds (target >= 20,000) and each round's time (the burst target, <= 0.5 s). The closes
+   are announced (`CandleCache.announce_closed_many`) before the worker starts on a round, so
+   the figures are the worker's own.
+2. Latency: `livermore indicators` and `livermore alerts` run as separate processes (their own
+   namespace; alerts with a private, migrated Postgres database, then with `--no-history`).
+   Series shaped like the pipeline tests' waves cross alert levels; closes are announced a tick
+   at a time, and each alert received on `channel:alerts:{ex}` is mapped back, by (symbol,
+   timeframe, candle_timestamp), to the moment its close was announced. p50 target 3 ms, p99 15.
+
+Everything written lives under a unique namespace, deleted (SCAN) at the end; the database is
+dropped. `.venv/bin/python bench/pipeline.py [--series 5000] [--skip-latency]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `services` when run as a script
+
+from livermore_common import messages  # noqa: E402
+from livermore_common.cache import CandleCache  # noqa: E402
+from livermore_common.config import CommonSettings  # noqa: E402
+from livermore_common.keys import KeySpace  # noqa: E402
+from livermore_common.logs import configure_logging  # noqa: E402
+from livermore_common.messages import Alert, Candle, CandleClosed  # noqa: E402
+from livermore_common.migrate import migrate  # noqa: E402
+from livermore_common.streams import StreamConsumer  # noqa: E402
+from services.indicators.config import IndicatorSettings  # noqa: E402
+from services.indicators.service import GROUP, candle_reader  # noqa: E402
+from services.indicators.store import StateStore  # noqa: E402
+from services.indicators.worker import IndicatorWorker  # noqa: E402
+
+TARGET_RATE = 20_000
+TARGET_BURST_S = 0.5
+TARGET_P50_MS = 3.0
+TARGET_P99_MS = 15.0
+START = 1_767_225_600_000
+MIN = 60_000
+EXCHANGE_ID, EXCHANGE = 2, "binance"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"machine: nproc {os.cpu_count()}, {model}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}, load average {load} (shared machine)"
+    )
+
+
+def wave(i: int, phase: float) -> Candle:
+    """Bar i of a sine with drift (tests/integration/pipeline's wave): MACD-V swings through
+    both extremes, so level crossings and reversals happen every few dozen bars."""
+    close = 100 + 10 * math.sin(i / 5 + phase) + 0.5 * i
+    prev = 100 + 10 * math.sin((i - 1) / 5 + phase) + 0.5 * (i - 1)
+    open_ = close - 0.3 if i == 0 else prev
+    return Candle(
+        timestamp=START + i * MIN,
+        open=open_,
+        high=max(open_, close) + 1 + (i % 3) * 0.5,
+        low=min(open_, close) - 1 - (i % 4) * 0.25,
+        close=close,
+        volume=1.0 + i,
+    )
+
+
+def close_event(symbol: str, i: int, phase: float, *, fresh: bool = True) -> CandleClosed:
+    c = wave(i, phase)
+    return CandleClosed(
+        exchange_id=EXCHANGE_ID,
+        exchange=EXCHANGE,
+        symbol=symbol,
+        timeframe="1m",
+        timestamp=c.timestamp,
+        open=c.open,
+        high=c.high,
+        low=c.low,
+        close=c.close,
+        volume=c.volume,
+        # Fresh closes are known just after they close; stale ones (history) never alert.
+        exchange_time=c.timestamp + (MIN + 500 if fresh else 100 * MIN),
+        received_at=int(time.time() * 1000),
+    )
+
+
+async def delete_namespace(redis: aioredis.Redis, namespace: str) -> None:
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{namespace}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await redis.unlink(*batch)
+            batch = []
+    if batch:
+        await redis.unlink(*batch)
+
+
+@contextlib.asynccontextmanager
+async def namespaced(redis_url: str, label: str) -> AsyncIterator[tuple[aioredis.Redis, KeySpace]]:
+    namespace = f"bench:{label}:{uuid.uuid4().hex[:8]}:"
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        yield redis, KeySpace(namespace)
+    finally:
+        await delete_namespace(redis, namespace)
+        await redis.aclose()
+
+
+# ---- 1. worker rate and burst -------------------------------------------------------------------
+
+
+async def drain(consumer: StreamConsumer, count: int) -> tuple[float, float]:
+    """(seconds, CPU seconds of this process) until `count` entries were handled."""
+    started, cpu, handled = time.perf_counter(), time.process_time(), 0
+    while handled < count:
+        got = await consumer.step(block_ms=0)
+        handled += got
+        if not got:
+            await asyncio.sleep(0)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def worker_figures(redis_url: str, series: int, rounds: int, history: int) -> None:
+    async with namespaced(redis_url, "pipeline") as (redis, keys):
+        cache = CandleCache(redis, keys)
+        settings = IndicatorSettings(common=CommonSettings(redis_url=redis_url))
+        worker = IndicatorWorker(
+            store=StateStore(redis, stream=keys.indicator_stream),
+            keys=keys,
+            read_candles=candle_reader(cache, settings),
+        )
+        symbols = [f"S{n:05d}" for n in range(series)]
+        phases = [n * 0.37 for n in range(series)]
+        for i in range(history):  # stored history, then the stream is dropped: not measured
+            await cache.announce_closed_many(
+                close_event(s, i, p, fresh=False) for s, p in zip(symbols, phases, strict=True)
+            )
+        await redis.delete(keys.candle_closed_stream)
+        consumer = StreamConsumer(
+            redis,
+            keys.candle_closed_stream,
+            GROUP,
+            "bench",
+            worker.handle,
+            batch_size=settings.batch_size,
+            claim_idle_ms=600_000,
+        )
+        await consumer.start()
+        times: list[float] = []
+        cpu = 0.0
+        for r in range(rounds + 1):
+            i = history + r
+            await cache.announce_closed_many(
+                close_event(s, i, p) for s, p in zip(symbols, phases, strict=True)
+            )
+            took, used = await drain(consumer, series)
+            times.append(took)
+            cpu += used if r else 0.0
+        cold, warm = times[0], times[1:]
+        rate = series * len(warm) / sum(warm)
+        print(
+            f"indicator worker, one process: {rate:,.0f} closed candles/s over {len(warm)} rounds "
+            f"of {series:,} series, {rate / TARGET_RATE:.2f}x target ({TARGET_RATE:,}); "
+            f"the worker used {cpu / sum(warm):.0%} of a core (the rest: waiting on Redis); "
+            f"rebuilds {worker.stats.rebuilds:,}, published {worker.stats.published:,}"
+        )
+        worst, median = max(warm), statistics.median(warm)
+        print(
+            f"burst of {series:,} simultaneous closes (different series): median "
+            f"{median:.3f} s, worst {worst:.3f} s; target <= {TARGET_BURST_S} s: "
+            f"{TARGET_BURST_S / median:.2f}x (median), {TARGET_BURST_S / worst:.2f}x (worst)"
+        )
+        print(
+            f"  cold round (each state rebuilt from {history} stored candles): {cold:.3f} s "
+            f"({series / cold:,.0f} closed candles/s)"
+        )
+
+
+# ---- 2. latency across processes ----------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def private_database(admin_url: str) -> AsyncIterator[str]:
+    name = f"bench_pipeline_{uuid.uuid4().hex[:8]}"
+    base = admin_url.rsplit("/", 1)[0]
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = f"{base}/{name}"
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        conn = await asyncpg.connect(f"{base}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def services(env: dict[str, str], alerts_args: list[str]) -> AsyncIterator[None]:
+    """`livermore indicators` and `livermore alerts` in their own processes."""
+    procs = []
+    try:
+        for args in (["indicators"], ["alerts", *alerts_args]):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    *args,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+        yield
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def caught_up(redis: aioredis.Redis, keys: KeySpace) -> bool:
+    """Both consumer groups exist and have nothing pending or unread."""
+    for stream, group in (
+        (keys.candle_closed_stream, b"indicators"),
+        (keys.indicator_stream, b"alerts"),
+    ):
+        try:
+            groups = await redis.xinfo_groups(stream)
+        except aioredis.ResponseError:
+            return False
+        mine = [g for g in groups if g["name"] == group]
+        if not mine or mine[0]["pending"] or mine[0].get("lag"):
+            return False
+    return True
+
+
+async def wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+async def latency_run(
+    redis_url: str, database_url: str | None, series: int, ticks: int, interval: float
+) -> list[float]:
+    """Milliseconds from each alert-raising close's announcement to the alert's arrival."""
+    async with namespaced(redis_url, "latency") as (redis, keys):
+        env = dict(os.environ)
+        env.update(
+            LIVERMORE_REDIS_URL=redis_url,
+            LIVERMORE_NAMESPACE=keys.namespace,
+            LIVERMORE_LOG_LEVEL="warning",
+        )
+        if database_url:
+            env["LIVERMORE_DATABASE_URL"] = database_url
+        cache = CandleCache(redis, keys)
+        symbols = [f"L{n:03d}" for n in range(series)]
+        phases = [n * 0.9 for n in range(series)]
+        # Groups first, so the processes start on an empty stream at once.
+        sent: dict[tuple[str, str, int], float] = {}
+        received: list[tuple[float, Alert]] = []
+        pubsub = redis.pubsub()
+        await pubsub.subscribe(keys.alerts_channel(EXCHANGE_ID))
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    received.append((time.perf_counter(), messages.decode(message["data"], Alert)))
+
+        listener = asyncio.create_task(listen())
+        async with services(env, [] if database_url else ["--no-history"]):
+            warm = 40  # history: state seeded, no alerts (stale closes)
+            for i in range(warm):
+                await cache.announce_closed_many(
+                    close_event(s, i, p, fresh=False) for s, p in zip(symbols, phases, strict=True)
+                )
+            await wait_until(lambda: caught_up(redis, keys), 60, "the services to start")
+            for i in range(warm, warm + ticks):
+                batch = [close_event(s, i, p) for s, p in zip(symbols, phases, strict=True)]
+                now = time.perf_counter()
+                for event in batch:
+                    sent[(event.symbol, event.timeframe, event.timestamp)] = now
+                await cache.announce_closed_many(batch)
+                await asyncio.sleep(interval)
+            await wait_until(lambda: caught_up(redis, keys), 30, "the services to finish")
+            await asyncio.sleep(0.2)
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await pubsub.aclose()
+    return [
+        (at - sent[(a.symbol, a.timeframe, a.candle_timestamp)]) * 1000
+        for at, a in received
+        if (a.symbol, a.timeframe, a.candle_timestamp) in sent
+    ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def report_latency(label: str, lat: list[float]) -> None:
+    if not lat:
+        print(f"latency {label}: no alerts received")
+        return
+    p50, p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+    print(
+        f"latency close announced -> alert received ({label}), {len(lat)} alerts: "
+        f"p50 {p50:.2f} ms ({TARGET_P50_MS / p50:.2f}x target {TARGET_P50_MS:.0f} ms), "
+        f"p99 {p99:.2f} ms ({TARGET_P99_MS / p99:.2f}x target {TARGET_P99_MS:.0f} ms), "
+        f"max {max(lat):.2f} ms"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    print(machine())
+    await worker_figures(args.redis_url, args.series, args.rounds, args.history)
+    if args.skip_latency:
+        return 0
+    every = args.interval * 1000
+    print(
+        f"latency setup: {args.latency_series} series, a close each every {every:.0f} ms for "
+        f"{args.ticks} ticks; `livermore indicators` and `livermore alerts` each in its own process"
+    )
+    async with private_database(args.database_url) as url:
+        report_latency(
+            "alerts with alert_history in Postgres",
+            await latency_run(args.redis_url, url, args.latency_series, args.ticks, args.interval),
+        )
+    report_latency(
+        "alerts --no-history",
+        await latency_run(args.redis_url, None, args.latency_series, args.ticks, args.interval),
+    )
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--series", type=int, default=5000, help="series per worker round (burst)")
+    p.add_argument("--rounds", type=int, default=4, help="measured worker rounds")
+    p.add_argument("--history", type=int, default=40, help="stored candles per series first")
+    p.add_argument("--latency-series", type=int, default=20)
+    p.add_argument("--ticks", type=int, default=150, help="closes per latency series")
+    p.add_argument("--interval", type=float, default=0.05, help="seconds between latency ticks")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument(
+        "--redis-url", default=os.environ.get("LIVERMORE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "LIVERMORE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/livermore"
+        ),
+        help="server (and credentials) for the private database; its name is not used",
+    )
+    args = p.parse_args()
+    configure_logging(service="bench", level="WARNING")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
