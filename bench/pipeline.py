@@ -43,7 +43,7 @@ from livermore_common.cache import CandleCache  # noqa: E402
 from livermore_common.config import CommonSettings  # noqa: E402
 from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
-from livermore_common.messages import Alert, Candle, CandleClosed  # noqa: E402
+from livermore_common.messages import Alert, Candle, CandleClosed, IndicatorUpdate  # noqa: E402
 from livermore_common.migrate import migrate  # noqa: E402
 from livermore_common.streams import StreamConsumer  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
@@ -300,13 +300,19 @@ async def latency_run(
         # Groups first, so the processes start on an empty stream at once.
         sent: dict[tuple[str, str, int], float] = {}
         received: list[tuple[float, Alert]] = []
+        updates: list[tuple[float, IndicatorUpdate]] = []
         pubsub = redis.pubsub()
         await pubsub.subscribe(keys.alerts_channel(EXCHANGE_ID))
+        # The indicator channel too: where the time goes (worker vs evaluator).
+        await pubsub.psubscribe(keys.indicator_channel(EXCHANGE_ID, "*", "1m", "macd-v"))
 
         async def listen() -> None:
             async for message in pubsub.listen():
+                at = time.perf_counter()
                 if message["type"] == "message":
-                    received.append((time.perf_counter(), messages.decode(message["data"], Alert)))
+                    received.append((at, messages.decode(message["data"], Alert)))
+                elif message["type"] == "pmessage":
+                    updates.append((at, messages.decode(message["data"], IndicatorUpdate)))
 
         listener = asyncio.create_task(listen())
         async with services(env, [] if database_url else ["--no-history"]):
@@ -329,6 +335,17 @@ async def latency_run(
         with contextlib.suppress(asyncio.CancelledError):
             await listener
         await pubsub.aclose()
+    stage = [
+        (at - sent[(u.symbol, u.timeframe, u.timestamp)]) * 1000
+        for at, u in updates
+        if (u.symbol, u.timeframe, u.timestamp) in sent
+    ]
+    if stage:
+        print(
+            f"  of which close announced -> indicator update received: p50 "
+            f"{percentile(stage, 0.5):.2f} ms, p99 {percentile(stage, 0.99):.2f} ms "
+            f"({len(stage)} updates)"
+        )
     return [
         (at - sent[(a.symbol, a.timeframe, a.candle_timestamp)]) * 1000
         for at, a in received

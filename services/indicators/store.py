@@ -1,11 +1,12 @@
 """Per-series indicator state in Redis, advanced with compare-and-set so workers can share series.
 
 One Lua script commits a batch of series atomically; for each series it checks that the stored
-state is still the one the worker started from, and only then writes the new state, the indicator
-key(s), and each update to the durable stream and the pub/sub channel. A worker that lost the race
-for a series reloads and retries it, so two workers never publish the same update and none is lost.
-Loads and commits go out as a few script calls packed in the Redis protocol and sent back to back
-(one reply per call, not per series: per-command client overhead dominated at 20,000 closes/s).
+state (its timestamp and its bytes) is still the one the worker started from, and only then
+writes the new state, the indicator key(s), and each update to the durable stream and the pub/sub
+channel. A worker that lost the race for a series reloads and retries it, so two workers never
+publish the same update and none is lost. Loads and commits go out as a few script calls packed
+in the Redis protocol and sent back to back (one reply per call, not per series: per-command
+client overhead dominated at 20,000 closes/s).
 """
 
 from __future__ import annotations
@@ -30,17 +31,19 @@ return out
 """
 
 # KEYS: the indicator stream, then per series its state key and its indicator key(s).
-# ARGV: stream maxlen, then per series: expected ts, new ts, state, indicator JSON, ttl (s),
-#   n indicator keys, channel, n updates, update x n. Returns 1 or 0 (CAS lost) per series.
+# ARGV: stream maxlen, then per series: expected ts, expected state, new ts, state, indicator
+#   JSON, ttl (s), n indicator keys, channel, n updates, update x n (expected values '' when
+#   absent). Returns 1 or 0 (CAS lost) per series.
 _COMMIT = """
 local maxlen, stream = ARGV[1], KEYS[1]
 local out, k, i = {}, 2, 2
 while i <= #ARGV do
-  local state_key, json = KEYS[k], ARGV[i + 3]
-  local ttl, n_keys, channel = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6]
-  local n_updates = tonumber(ARGV[i + 7])
-  if (redis.call('HGET', state_key, 'ts') or '') == ARGV[i] then
-    redis.call('HSET', state_key, 'ts', ARGV[i + 1], 'state', ARGV[i + 2])
+  local state_key, json = KEYS[k], ARGV[i + 4]
+  local ttl, n_keys, channel = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), ARGV[i + 7]
+  local n_updates = tonumber(ARGV[i + 8])
+  local current = redis.call('HMGET', state_key, 'ts', 'state')
+  if (current[1] or '') == ARGV[i] and (current[2] or '') == ARGV[i + 1] then
+    redis.call('HSET', state_key, 'ts', ARGV[i + 2], 'state', ARGV[i + 3])
     for j = 1, n_keys do
       if ttl > 0 then
         redis.call('SET', KEYS[k + j], json, 'EX', ttl)
@@ -48,7 +51,7 @@ while i <= #ARGV do
         redis.call('SET', KEYS[k + j], json)
       end
     end
-    for u = i + 8, i + 7 + n_updates do
+    for u = i + 9, i + 8 + n_updates do
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[u])
       redis.call('PUBLISH', channel, ARGV[u])
     end
@@ -57,7 +60,7 @@ while i <= #ARGV do
     out[#out + 1] = 0
   end
   k = k + 1 + n_keys
-  i = i + 8 + n_updates
+  i = i + 9 + n_updates
 end
 return out
 """
@@ -70,6 +73,7 @@ class SeriesCommit:
     """What one series produced in one batch, ready to commit."""
 
     __slots__ = (
+        "expected_state",
         "expected_ts",
         "indicator_json",
         "indicator_keys",
@@ -89,6 +93,7 @@ class SeriesCommit:
         indicator_keys: Sequence[str],
         ttl: int,
         updates: Sequence[bytes],
+        expected_state: bytes = b"",
     ) -> None:
         self.expected_ts = expected_ts
         self.new_ts = new_ts
@@ -97,6 +102,8 @@ class SeriesCommit:
         self.indicator_keys = indicator_keys
         self.ttl = ttl
         self.updates = updates
+        # The stored state bytes the worker started from (b"" = none): checked with the ts.
+        self.expected_state = expected_state
 
 
 class StateStore:
@@ -127,7 +134,7 @@ class StateStore:
         args: list[Any] = [self._maxlen]
         for state_key, channel, c in items:
             keys += [state_key, *c.indicator_keys]
-            args += [c.expected_ts, c.new_ts, c.state, c.indicator_json, c.ttl]
+            args += [c.expected_ts, c.expected_state, c.new_ts, c.state, c.indicator_json, c.ttl]
             args += [len(c.indicator_keys), channel, len(c.updates), *c.updates]
         return [len(keys), *keys, *args]
 

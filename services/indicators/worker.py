@@ -26,6 +26,7 @@ CandleReader = Callable[[CandleClosed, int, int | None], Awaitable[list[Candle]]
 SeriesId = tuple[int, str, str]
 _MAX_CAS_RETRIES = 5
 _NAME_CACHE_LIMIT = 100_000
+_STATE_CACHE_LIMIT = 100_000
 
 
 def to_update(
@@ -84,6 +85,7 @@ class IndicatorWorker:
         self.stats = Stats()
         self._log = get_logger("indicators")
         self._name_cache: dict[SeriesId, tuple[str, str, str]] = {}
+        self._states: dict[str, tuple[str, bytes | None]] = {}
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         """Stream handler: decode, group by series (order kept), apply, commit with CAS."""
@@ -122,23 +124,42 @@ class IndicatorWorker:
     async def _round(
         self, items: list[tuple[SeriesId, list[CandleClosed]]]
     ) -> list[tuple[SeriesId, list[CandleClosed]]]:
-        stored = await self._store.load([self._state_key(s) for s, _ in items])
+        stored = await self._load([self._state_key(s) for s, _ in items])
         commits: list[tuple[str, str, SeriesCommit]] = []
         committed_items: list[tuple[SeriesId, list[CandleClosed]]] = []
         for (series, events), (ts, blob) in zip(items, stored, strict=True):
             commit = await self._apply(events, ts, blob)
             if commit is None:
                 continue
+            commit.expected_state = blob or b""
             state_key, channel, _ = self._names(series)
             commits.append((state_key, channel, commit))
             committed_items.append((series, events))
         if not commits:
             return []
         results = await self._store.commit(commits)
-        for ok, (_, _, c) in zip(results, commits, strict=True):
+        for ok, (state_key, _, c) in zip(results, commits, strict=True):
             if ok:
                 self.stats.published += len(c.updates)
+                self._states[state_key] = (str(c.new_ts), c.state)
+            else:
+                self._states.pop(state_key, None)  # reload it for the retry
         return [item for ok, item in zip(results, committed_items, strict=True) if not ok]
+
+    async def _load(self, state_keys: list[str]) -> list[tuple[str, bytes | None]]:
+        """Stored (ts, state) per key: what this worker last committed or read, else from Redis.
+
+        A remembered state saves a round trip on the latency path; it is only ever used as the
+        commit's expectation, which the store checks against Redis (ts and state), so a series
+        another worker moved on is simply reloaded and redone."""
+        states = self._states
+        missing = [key for key in state_keys if key not in states]
+        if missing:
+            if len(states) + len(missing) > _STATE_CACHE_LIMIT:
+                states.clear()
+            for key, value in zip(missing, await self._store.load(missing), strict=True):
+                states[key] = value
+        return [states[key] for key in state_keys]
 
     async def _apply(
         self, events: list[CandleClosed], stored_ts: str, blob: bytes | None
