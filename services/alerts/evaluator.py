@@ -19,13 +19,18 @@ from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
 
-from .rules import AlertState, evaluate_update, timeframe_bias, to_alert
-from .store import AlertStateStore
+from .rules import AlertDecision, AlertState, evaluate_update, timeframe_bias, to_alert
+from .store import AlertStateStore, Commit
 
 SeriesId = tuple[int, str, str]
 Recorder = Callable[[Sequence[Alert]], Awaitable[None]]
 Notifier = Callable[[Alert], None]
 _MAX_CAS_RETRIES = 5
+_STATE_CACHE_LIMIT = 100_000
+# (state key, channel, stored ts, stored state, new state, decisions per update)
+_Planned = tuple[
+    str, str, str, bytes, AlertState, list[tuple[IndicatorUpdate, list[AlertDecision]]]
+]
 
 
 class Stats:
@@ -56,6 +61,7 @@ class AlertEvaluator:
         self._context_tfs = tuple(context_timeframes)
         self._redis = redis
         self.stats = Stats()
+        self._states: dict[str, tuple[str, bytes | None]] = {}
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         by_series: dict[SeriesId, list[IndicatorUpdate]] = {}
@@ -102,9 +108,8 @@ class AlertEvaluator:
         """One pass; returns what is left (CAS losers and updates waiting for a predecessor) and
         how many series lost the CAS."""
         state_keys = [self._keys.alert_state_key(*series) for series, _ in items]
-        stored = await self._store.load(state_keys)
-        commits = []
-        all_alerts: list[Alert] = []
+        stored = await self._load(state_keys)
+        planned: list[_Planned] = []
         left: dict[str, tuple[SeriesId, list[IndicatorUpdate]]] = {}
         attempted: dict[str, tuple[SeriesId, list[IndicatorUpdate]]] = {}
         for (series, updates), key, (ts, blob) in zip(items, state_keys, stored, strict=True):
@@ -112,35 +117,66 @@ class AlertEvaluator:
             ready, later = self._ready(state, updates, patient)
             if later:
                 left[key] = (series, later)
-            state, alerts = await self._evaluate(state, ready)
+                self._states.pop(key, None)  # the predecessor may be in Redis already: reload
+            state, decided = _decide(state, ready)
             if state.last_timestamp is None or ts == str(state.last_timestamp):
                 continue  # nothing new for this series (replays only, or all waiting)
             channel = self._keys.alerts_channel(series[0])
-            encoded = [messages.encode(a) for a in alerts]
-            commits.append((key, channel, ts, state.last_timestamp, state.to_bytes(), encoded))
+            planned.append((key, channel, ts, blob or b"", state, decided))
             attempted[key] = (series, updates)
-            all_alerts += alerts
-        if not commits:
+        if not planned:
             return list(left.values()), 0
+        commits, all_alerts = await self._commits(planned)
         if all_alerts:
             await self._record(all_alerts)
         results = await self._store.commit(commits)
-        lost = {c[0] for c, ok in zip(commits, results, strict=True) if not ok}
+        lost = self._remember(commits, results)
         self._published(all_alerts, lost)
         for key in lost:
             left[key] = attempted[key]  # redo the whole series from the new state
         return list(left.values()), len(lost)
 
-    async def _evaluate(
-        self, state: AlertState, updates: list[IndicatorUpdate]
-    ) -> tuple[AlertState, list[Alert]]:
-        alerts: list[Alert] = []
-        for update in updates:
-            state, decisions = evaluate_update(state, update)
-            if decisions:
-                context = await self._context(update)
+    async def _load(self, state_keys: list[str]) -> list[tuple[str, bytes | None]]:
+        """Stored (ts, state) per key: what this evaluator last committed or read, else from
+        Redis. A remembered state is only the commit's expectation, checked by the store (ts and
+        bytes), so a series another evaluator moved on is reloaded and redone."""
+        states = self._states
+        missing = [key for key in state_keys if key not in states]
+        if missing:
+            if len(states) + len(missing) > _STATE_CACHE_LIMIT:
+                states.clear()
+            for key, value in zip(missing, await self._store.load(missing), strict=True):
+                states[key] = value
+        return [states[key] for key in state_keys]
+
+    def _remember(self, commits: list[Commit], results: list[bool]) -> set[str]:
+        """Remember committed states; forget (to reload) those that lost; return the losers."""
+        lost: set[str] = set()
+        for (key, _, _, _, new_ts, state, _), ok in zip(commits, results, strict=True):
+            if ok:
+                self._states[key] = (str(new_ts), state)
+            else:
+                self._states.pop(key, None)
+                lost.add(key)
+        return lost
+
+    async def _commits(self, planned: list[_Planned]) -> tuple[list[Commit], list[Alert]]:
+        """The store's commit items, with the alerts built (one context read for all)."""
+        updates = [u for *_, decided in planned for u, _ in decided]
+        contexts = iter(await self._contexts(updates))
+        commits: list[Commit] = []
+        all_alerts: list[Alert] = []
+        for key, channel, ts, blob, state, decided in planned:
+            alerts: list[Alert] = []
+            for update, decisions in decided:
+                context = next(contexts)
                 alerts += [to_alert(d, update, context=context) for d in decisions]
-        return state, alerts
+            encoded = [messages.encode(a) for a in alerts]
+            commits.append(
+                (key, channel, ts, blob, state.last_timestamp or 0, state.to_bytes(), encoded)
+            )
+            all_alerts += alerts
+        return commits, all_alerts
 
     def _published(self, alerts: list[Alert], lost: set[str]) -> None:
         for alert in alerts:
@@ -152,19 +188,36 @@ class AlertEvaluator:
                 if self._notify is not None:
                     self._notify(alert)
 
-    async def _context(self, update: IndicatorUpdate) -> dict[str, object] | None:
-        """Stages of the symbol's other timeframes and the weighted bias (DOMAIN.md §6)."""
-        if self._redis is None:
-            return None
-        tfs = [tf for tf in self._context_tfs if tf != update.timeframe]
+    async def _contexts(self, updates: list[IndicatorUpdate]) -> list[dict[str, object] | None]:
+        """Per update: stages of the symbol's other timeframes and the weighted bias (DOMAIN.md
+        §6), read in one MGET for all of them."""
+        if self._redis is None or not updates:
+            return [None] * len(updates)
+        wanted = [[tf for tf in self._context_tfs if tf != u.timeframe] for u in updates]
         names = [
-            self._keys.indicator_key(update.exchange_id, update.symbol, tf, update.type)
+            self._keys.indicator_key(u.exchange_id, u.symbol, tf, u.type)
+            for u, tfs in zip(updates, wanted, strict=True)
             for tf in tfs
         ]
-        raws = await self._redis.mget(names) if names else []
-        stages = {update.timeframe: update.stage}
-        for tf, raw in zip(tfs, raws, strict=True):
-            if raw:
-                stages[tf] = messages.decode(raw, IndicatorUpdate).stage
-        bias = timeframe_bias(stages)
-        return {"stages": stages, "bias": bias.bias}
+        raws = iter(await self._redis.mget(names) if names else [])
+        out: list[dict[str, object] | None] = []
+        for update, tfs in zip(updates, wanted, strict=True):
+            stages = {update.timeframe: update.stage}
+            for tf in tfs:
+                raw = next(raws)
+                if raw:
+                    stages[tf] = messages.decode(raw, IndicatorUpdate).stage
+            out.append({"stages": stages, "bias": timeframe_bias(stages).bias})
+        return out
+
+
+def _decide(
+    state: AlertState, updates: list[IndicatorUpdate]
+) -> tuple[AlertState, list[tuple[IndicatorUpdate, list[AlertDecision]]]]:
+    """Apply the rules to a series' updates in order: the new state and each update's decisions."""
+    decided: list[tuple[IndicatorUpdate, list[AlertDecision]]] = []
+    for update in updates:
+        state, decisions = evaluate_update(state, update)
+        if decisions:
+            decided.append((update, decisions))
+    return state, decided

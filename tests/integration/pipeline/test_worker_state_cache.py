@@ -8,13 +8,15 @@ import msgspec
 
 from livermore_common import messages
 from livermore_common.cache import CandleCache
-from livermore_common.messages import IndicatorUpdate
+from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
+from services.alerts.evaluator import AlertEvaluator
+from services.alerts.store import AlertStateStore
 from services.indicators.store import StateStore
 from services.indicators.worker import IndicatorWorker
 
 from .conftest import closed, wave_candles
-from .test_pipeline import expected_updates, stream_values
+from .test_pipeline import expected_alerts, expected_updates, stream_values
 
 
 def _worker(redis, keys, cache):  # type: ignore[no-untyped-def]
@@ -77,3 +79,36 @@ async def test_a_state_rebuilt_at_the_same_timestamp_is_not_overwritten_by_a_sta
     )
     want = expected_updates(events)[-1]
     assert (last.timestamp, last.macd_v, last.signal) == (want.timestamp, want.macd_v, want.signal)
+
+
+async def test_two_evaluators_taking_turns_raise_every_alert_once(redis_client, keyspace) -> None:
+    """The same for alert state: each evaluator's remembered state is stale at its next turn."""
+    cache = CandleCache(redis_client, keyspace)
+    worker = _worker(redis_client, keyspace, cache)
+    events = [closed(c, symbol="DOT-USD") for c in wave_candles(150)]
+    await cache.announce_closed_many(events)
+    await worker.handle([_entry(e, i) for i, e in enumerate(events)])
+    raw = await redis_client.xrange(keyspace.indicator_stream)
+    entries = [StreamEntry(i.decode(), f[b"data"], 1) for i, f in raw]
+
+    async def record(alerts):  # type: ignore[no-untyped-def]
+        return None
+
+    def evaluator():  # type: ignore[no-untyped-def]
+        store = AlertStateStore(redis_client, stream=keyspace.alert_stream)
+        return AlertEvaluator(store=store, keys=keyspace, record=record, redis=redis_client)
+
+    a, b = evaluator(), evaluator()
+    n, turn = 0, 0
+    while n < len(entries):
+        size = 1 + turn % 5
+        await (a if turn % 2 == 0 else b).handle(entries[n : n + size])
+        n, turn = n + size, turn + 1
+    updates = [messages.decode(e.data, IndicatorUpdate) for e in entries]
+    alerts = await stream_values(redis_client, keyspace.alert_stream, Alert)
+    assert alerts, "the series raises alerts"
+    assert [x.id for x in alerts] == expected_alerts(updates)
+    # each noticed that its remembered state was stale (a predecessor it had not seen, or a lost
+    # compare-and-set) and reloaded it
+    for ev in (a, b):
+        assert ev.stats.order_waits + ev.stats.cas_retries > 0
