@@ -353,6 +353,51 @@ async def latency_run(
     ]
 
 
+_RELAY = """
+import asyncio, sys
+import redis.asyncio as aioredis
+async def main():
+    r = aioredis.Redis.from_url(sys.argv[1])
+    last = "$"
+    while True:
+        for _, entries in await r.xread({sys.argv[2]: last}, block=1000) or []:
+            for entry_id, fields in entries:
+                last = entry_id
+                await r.publish(sys.argv[3], fields[b"data"])
+asyncio.run(main())
+"""
+
+
+async def hop_floor(redis_url: str, count: int = 200) -> list[float]:
+    """What one process hop costs here: XADD, a relay process blocked in XREAD wakes and
+    PUBLISHes, this process receives it. The pipeline's path has two such hops plus its own
+    round trips, so this bounds what any implementation on this machine can reach."""
+    async with namespaced(redis_url, "hop") as (redis, keys):
+        stream, channel = f"{keys.namespace}stream", f"{keys.namespace}channel"
+        relay = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _RELAY, redis_url, stream, channel
+        )
+        pubsub = redis.pubsub()
+        await pubsub.subscribe(channel)
+        await asyncio.sleep(1.0)  # the relay connects and blocks
+        lat: list[float] = []
+        try:
+            for i in range(count):
+                started = time.perf_counter()
+                await redis.xadd(stream, {"data": str(i)}, maxlen=1000)
+                while True:
+                    message = await pubsub.get_message(timeout=5)
+                    if message is not None and message["type"] == "message":
+                        break
+                lat.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(0.01)
+        finally:
+            relay.terminate()
+            await relay.wait()
+            await pubsub.aclose()
+    return lat
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -380,6 +425,12 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"latency setup: {args.latency_series} series, a close each every {every:.0f} ms for "
         f"{args.ticks} ticks; `livermore indicators` and `livermore alerts` each in its own process"
+    )
+    hop = await hop_floor(args.redis_url)
+    print(
+        f"platform floor: one process hop (XADD -> relay process XREAD -> PUBLISH -> received) "
+        f"p50 {percentile(hop, 0.5):.2f} ms, p99 {percentile(hop, 0.99):.2f} ms; "
+        "close -> alert crosses two such hops"
     )
     async with private_database(args.database_url) as url:
         report_latency(
