@@ -35,6 +35,7 @@ from .higher import DueBucket, HigherTimeframes, base_timeframes, combine
 from .status import StatusTracker
 
 _WRITE_BATCH = 1000
+_BEAT_WRITE_S = 0.1
 _RATE_LIMIT_RETRIES = 5
 
 
@@ -79,6 +80,7 @@ class FeedSession:
         self._queue: asyncio.Queue[tuple[ClosedCandle, int]] = asyncio.Queue()
         self._bases = self._higher.needed_native()
         self._waiting_since: float | None = None
+        self._next_beat_write = 0.0
         self._exchange_time = 0
         self._feed: Feed | None = None
         self._ready = asyncio.Event()
@@ -155,7 +157,12 @@ class FeedSession:
         elif isinstance(event, Heartbeat):
             if event.exchange_time:
                 self._exchange_time = max(self._exchange_time, event.exchange_time)
-            await self._status.heartbeat(event.exchange_time)
+            now = time.monotonic()
+            if now >= self._next_beat_write:
+                # At most one status write per _BEAT_WRITE_S: a venue clock running faster than
+                # real time (the simulator's firehose) sends hundreds of heartbeats a second.
+                self._next_beat_write = now + _BEAT_WRITE_S
+                await self._status.heartbeat(event.exchange_time)
             if self._ready.is_set():
                 await self._finalize(self._higher.on_clock(self._exchange_time))
         elif isinstance(event, FeedGap):

@@ -277,9 +277,19 @@ class FeedBase:
     def frame_sink(self, handle: FrameHandler) -> FrameSink:
         """An `on_frame` for `open_socket`: the fast path's counterpart of `_read`."""
 
+        stats, queue, limit = self.stats, self._queue, self._limit
+        put, max_frame = queue.put_nowait, self.options.max_frame_bytes
+
         def take(conn: ObservedConnection, message: bytes) -> None:
-            self._take(conn, message, handle)
-            if self._queue.qsize() >= self._limit and conn not in self._paused:
+            if len(message) > max_frame:
+                self._take(conn, message, handle)
+            else:  # `_take`, inline
+                stats.frames += 1
+                events = handle(conn, message)
+                if events:
+                    for event in events:
+                        put(event)
+            if queue.qsize() >= limit and conn not in self._paused:
                 conn.transport.pause_reading()
                 self._paused.add(conn)
                 self._throttled = True

@@ -18,6 +18,7 @@ from livermore_common.messages import Candle
 # Lax only for the live kline: numeric strings become numbers (a price "NaN" still decodes and is
 # refused below; a non-numeric string where a number belongs still fails the decode).
 _kline_decoder = msgspec.json.Decoder(s.LiveCombinedKline, strict=False)
+decode_kline = _kline_decoder.decode  # the live feed's fast path (msgspec.DecodeError if not)
 _envelope_decoder = msgspec.json.Decoder(s.Envelope)
 _event_decoder = msgspec.json.Decoder(s.GenericEvent)
 
