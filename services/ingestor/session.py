@@ -36,6 +36,7 @@ from .status import StatusTracker
 
 _WRITE_BATCH = 1000
 _BEAT_WRITE_S = 0.1
+_QUEUE_LIMIT = 50_000
 _RATE_LIMIT_RETRIES = 5
 
 
@@ -77,7 +78,9 @@ class FeedSession:
         )
         self._stored_native = {tf for tf in tracked if tf in native} | self._higher.needed_native()
         # Closed candles with the local time (ms) they were received, waiting for the writer.
-        self._queue: asyncio.Queue[tuple[ClosedCandle, int]] = asyncio.Queue()
+        # Bounded: a writer that falls behind stops the consumer, whose feed then pauses its
+        # sockets (TCP backpressure) instead of memory growing without limit.
+        self._queue: asyncio.Queue[tuple[ClosedCandle, int]] = asyncio.Queue(_QUEUE_LIMIT)
         self._bases = self._higher.needed_native()
         self._waiting_since: float | None = None
         self._next_beat_write = 0.0
@@ -126,8 +129,8 @@ class FeedSession:
             except StopAsyncIteration:
                 raise TransientError("feed ended") from None
             self._waiting_since = None
-            if type(event) is ClosedCandle:  # the hot case, without a coroutine
-                self._on_closed(event)
+            if type(event) is ClosedCandle and not self._queue.full():
+                self._queue.put_nowait(self._on_closed(event))  # the hot case, no coroutine
             else:
                 await self._on_event(event)
 
@@ -145,15 +148,16 @@ class FeedSession:
                 raise TransientError(f"feed stalled: nothing received for {stall:.1f}s")
             await asyncio.sleep(stall - idle)
 
-    def _on_closed(self, event: ClosedCandle) -> None:
+    def _on_closed(self, event: ClosedCandle) -> tuple[ClosedCandle, int]:
+        """Count a closed candle and stamp the local time it was received."""
         self.counters.closed += 1
         if event.exchange_time > self._exchange_time:
             self._exchange_time = event.exchange_time
-        self._queue.put_nowait((event, int(time.time() * 1000)))
+        return event, int(time.time() * 1000)
 
     async def _on_event(self, event: Any) -> None:
         if isinstance(event, ClosedCandle):
-            self._on_closed(event)
+            await self._queue.put(self._on_closed(event))  # waits while the writer is behind
         elif isinstance(event, Heartbeat):
             if event.exchange_time:
                 self._exchange_time = max(self._exchange_time, event.exchange_time)
