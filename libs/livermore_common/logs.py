@@ -19,10 +19,31 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is *now*. A logger that kept the stream object it was
+    configured with would write to a closed file once that stream is replaced (a test runner's
+    capture, a daemonising wrapper) and turn every log call into an error."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stdlib counterpart: resolves `sys.stderr` at every record."""
+
+    def __init__(self) -> None:
+        super().__init__(_CurrentStderr())
+
+
 def configure_logging(*, fmt: str = "console", level: str = "info", service: str = "") -> None:
     """Configure structlog and the stdlib root logger once per process (stderr)."""
     numeric = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s", force=True)
+    logging.basicConfig(
+        handlers=[_CurrentStderrHandler()], level=numeric, format="%(message)s", force=True
+    )
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -38,7 +59,7 @@ def configure_logging(*, fmt: str = "console", level: str = "info", service: str
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     if service:
