@@ -13,7 +13,7 @@ this process's core; its frames (symbols x minutes x 4) are rendered before the 
 It serves plain `ws://` (no TLS), which the printout says. Everything written to Redis lives under
 a unique namespace, deleted (SCAN) at the end.
 
-    .venv/bin/python bench/ingest.py [--symbols 200] [--seconds 5] [--profile FILE]
+    .venv/bin/python bench/ingest.py [--symbols 200] [--seconds 3] [--profile FILE]
 """
 
 from __future__ import annotations
