@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from livermore_common.config import CommonSettings
 from livermore_common.keys import KeySpace
@@ -100,3 +100,38 @@ async def execute_packed(redis: aioredis.Redis, commands: Iterable[bytes]) -> li
         raise
     finally:
         await pool.release(conn)
+
+
+class ScriptRunner:
+    """Runs Lua scripts as EVALSHA calls sent back to back on one connection, loading a script
+    when Redis lacks it (a call refused with NOSCRIPT did not run, so rerunning it is safe)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._shas: dict[str, str] = {}
+
+    async def run(self, script: str, calls: list[list[Any]]) -> list[Any]:
+        """One reply per call (each call is `numkeys, keys..., args...`); errors are raised."""
+        if not calls:
+            return []
+        sha = self._shas.get(script) or await self._load(script)
+        replies = await execute_packed(
+            self._redis, (pack_command("EVALSHA", sha, *c) for c in calls)
+        )
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            sha = await self._load(script)
+            again = await execute_packed(
+                self._redis, (pack_command("EVALSHA", sha, *calls[i]) for i in missing)
+            )
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _load(self, script: str) -> str:
+        raw = await self._redis.script_load(script)
+        sha = self._shas[script] = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return sha

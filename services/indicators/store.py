@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
-from livermore_common.redisbus import execute_packed, pack_command
+from livermore_common.redisbus import ScriptRunner
 from livermore_common.streams import DEFAULT_MAXLEN
 
 # KEYS: state keys. Returns ts, state (false when absent) for each, flattened.
@@ -111,12 +110,12 @@ class StateStore:
         self._redis = redis
         self._stream = stream
         self._maxlen = maxlen
-        self._shas: dict[str, str] = {}
+        self._scripts = ScriptRunner(redis)
 
     async def load(self, state_keys: Sequence[str]) -> list[tuple[str, bytes | None]]:
         """(stored ts or '', state bytes or None) for each key, in one round trip."""
         chunks = [state_keys[i : i + _CHUNK] for i in range(0, len(state_keys), _CHUNK)]
-        replies = await self._run(_LOAD, [[len(c), *c] for c in chunks])
+        replies = await self._scripts.run(_LOAD, [[len(c), *c] for c in chunks])
         out: list[tuple[str, bytes | None]] = []
         for reply in replies:
             for j in range(0, len(reply), 2):
@@ -127,7 +126,7 @@ class StateStore:
     async def commit(self, items: Sequence[tuple[str, str, SeriesCommit]]) -> list[bool]:
         """Commit (state_key, channel, commit) items in one round trip; False where the CAS lost."""
         calls = [self._commit_call(items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
-        return [bool(r) for reply in await self._run(_COMMIT, calls) for r in reply]
+        return [bool(r) for reply in await self._scripts.run(_COMMIT, calls) for r in reply]
 
     def _commit_call(self, items: Sequence[tuple[str, str, SeriesCommit]]) -> list[Any]:
         keys: list[str] = [self._stream]
@@ -137,30 +136,3 @@ class StateStore:
             args += [c.expected_ts, c.expected_state, c.new_ts, c.state, c.indicator_json, c.ttl]
             args += [len(c.indicator_keys), channel, len(c.updates), *c.updates]
         return [len(keys), *keys, *args]
-
-    async def _run(self, script: str, calls: list[list[Any]]) -> list[Any]:
-        """EVALSHA each call (numkeys, keys..., args...) back to back; load the script when
-        Redis lacks it (a call refused with NOSCRIPT did not run, so rerunning it is safe)."""
-        if not calls:
-            return []
-        sha = self._shas.get(script) or await self._load_script(script)
-        replies = await execute_packed(
-            self._redis, (pack_command("EVALSHA", sha, *c) for c in calls)
-        )
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            sha = await self._load_script(script)
-            again = await execute_packed(
-                self._redis, (pack_command("EVALSHA", sha, *calls[i]) for i in missing)
-            )
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
-
-    async def _load_script(self, script: str) -> str:
-        raw = await self._redis.script_load(script)
-        sha = self._shas[script] = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return sha
