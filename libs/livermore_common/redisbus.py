@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -135,3 +135,30 @@ class ScriptRunner:
         raw = await self._redis.script_load(script)
         sha = self._shas[script] = raw.decode() if isinstance(raw, bytes) else str(raw)
         return sha
+
+
+# KEYS: hashes holding a `ts` and a `state` field. Returns ts, state (false when absent), flattened.
+_LOAD_STATES = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'ts', 'state')
+  out[2 * i - 1], out[2 * i] = v[1], v[2]
+end
+return out
+"""
+
+
+async def load_states(
+    scripts: ScriptRunner, state_keys: Sequence[str], *, chunk: int = 250
+) -> list[tuple[str, bytes | None]]:
+    """(stored ts or '', state bytes or None) of each per-series state hash, in one round trip
+    (one script call per `chunk` keys). Used by the compare-and-set state stores."""
+    calls = [
+        [len(c), *c] for c in (state_keys[i : i + chunk] for i in range(0, len(state_keys), chunk))
+    ]
+    out: list[tuple[str, bytes | None]] = []
+    for reply in await scripts.run(_LOAD_STATES, calls):
+        for j in range(0, len(reply), 2):
+            ts, state = reply[j], reply[j + 1]
+            out.append((ts.decode() if ts else "", state or None))
+    return out

@@ -14,18 +14,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from livermore_common.redisbus import ScriptRunner
+from livermore_common.redisbus import ScriptRunner, load_states
 from livermore_common.streams import DEFAULT_MAXLEN
-
-# KEYS: state keys. Returns ts, state (false when absent) for each, flattened.
-_LOAD = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, 'ts', 'state')
-  out[2 * i - 1], out[2 * i] = v[1], v[2]
-end
-return out
-"""
 
 # KEYS: the alert stream, then one state key per series.
 # ARGV: stream maxlen, then per series: expected ts, expected state ('' when absent), new ts,
@@ -67,13 +57,7 @@ class AlertStateStore:
 
     async def load(self, state_keys: Sequence[str]) -> list[tuple[str, bytes | None]]:
         """(stored ts or '', state bytes or None) for each key, in one round trip."""
-        chunks = [state_keys[i : i + _CHUNK] for i in range(0, len(state_keys), _CHUNK)]
-        out: list[tuple[str, bytes | None]] = []
-        for reply in await self._scripts.run(_LOAD, [[len(c), *c] for c in chunks]):
-            for j in range(0, len(reply), 2):
-                ts, state = reply[j], reply[j + 1]
-                out.append((ts.decode() if ts else "", state or None))
-        return out
+        return await load_states(self._scripts, state_keys, chunk=_CHUNK)
 
     async def commit(self, items: Sequence[Commit]) -> list[bool]:
         """Commit the items in one round trip; False where the CAS lost."""
