@@ -11,6 +11,11 @@ volumes), measured with `MEMORY USAGE key SAMPLES 0` / 1000:
 3. for comparison only, a shorter member (a JSON array instead of the public object): this would
    change the public contract (DOMAIN.md §2) and is not what Livermore stores.
 
+On the private servers it also prints what each encoding costs the writer in steady state:
+100 full sets, then 20 more closes per set through the same cache, with the Redis time per
+candle (`INFO commandstats`, reset first: the server is private). The listpack encoding saves
+memory but makes every insert and trim an O(N) walk and move of a ~130 KB listpack.
+
 Everything written goes under a unique namespace and is deleted. `.venv/bin/python bench/memory.py`
 """
 
@@ -125,6 +130,34 @@ async def measure_compact(redis: aioredis.Redis, events: list[CandleClosed]) -> 
         await redis.unlink(key)
 
 
+async def write_cost(redis: aioredis.Redis, events: list[CandleClosed]) -> tuple[float, float]:
+    """(Redis µs per closed candle in the announce script, ZADD µs per call) in steady state:
+    100 full sets, then 20 closes per set in 100-candle batches (a private server only)."""
+    keys = KeySpace(f"bench:memory:{uuid.uuid4().hex[:8]}:")
+    cache = CandleCache(redis, keys, max_candles=COUNT)
+    series, extra = 100, 20
+    history, fresh = events[: COUNT - extra], events[COUNT - extra :]
+
+    def renamed(e: CandleClosed, n: int) -> CandleClosed:
+        return msgspec.structs.replace(e, symbol=f"{e.symbol}{n:03d}")
+
+    try:
+        for n in range(series):
+            await cache.announce_closed_many(renamed(e, n) for e in history)
+        await redis.config_resetstat()
+        for e in fresh:
+            await cache.announce_closed_many(renamed(e, n) for n in range(series))
+        stats = await redis.info("commandstats")
+        script = stats.get("cmdstat_evalsha", {}).get("usec", 0) + stats.get(
+            "cmdstat_eval", {}
+        ).get("usec", 0)
+        zadd = float(stats.get("cmdstat_zadd", {}).get("usec_per_call", 0.0))
+        return float(script) / (series * len(fresh)), zadd
+    finally:
+        async for name in redis.scan_iter(match=f"{keys.namespace}*", count=1000):
+            await redis.unlink(name)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,6 +232,11 @@ async def run(redis_url: str) -> int:
             async with client(url) as redis:
                 per, encoding = await measure(redis, events)
                 print(line(label, per, encoding))
+                script, zadd = await write_cost(redis, events)
+                print(
+                    f"  writer cost with full {COUNT}-candle sets: {script:.1f} µs of Redis time "
+                    f"per closed candle in the announce script (ZADD {zadd:.1f} µs per call)"
+                )
                 if config:
                     compact = await measure_compact(redis, events)
                     print(
