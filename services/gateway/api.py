@@ -26,6 +26,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.yaml"
 MAX_LIMIT = 500
 MAX_COMMAND_TIMEOUT = 30.0
+INGESTOR = "ingestor"
+SYMBOL_MANAGER = "symbol manager"
 
 
 class CommandRelay(Protocol):
@@ -189,6 +191,12 @@ async def stop_exchange(request: web.Request) -> web.Response:
     return await _relay(request, "stop")
 
 
+@routes.post("/api/exchanges/{exchange}/refresh-symbols")
+async def refresh_symbols(request: web.Request) -> web.Response:
+    # One symbol-manager replica claims the command and answers it (services/symbols/commands.py).
+    return await _relay(request, "refresh-symbols", answered_by=SYMBOL_MANAGER)
+
+
 async def _command_body(request: web.Request) -> CommandBody:
     raw = await request.read()
     if not raw.strip():
@@ -202,7 +210,9 @@ async def _command_body(request: web.Request) -> CommandBody:
     return body
 
 
-async def _relay(request: web.Request, verb: str) -> web.Response:
+async def _relay(request: web.Request, verb: str, answered_by: str = INGESTOR) -> web.Response:
+    """Sign and publish `verb` for the exchange and wait for the final answers: one per live
+    ingestor instance, or one for commands a single symbol manager claims."""
     state = _state(request)
     row = await _exchange(request)
     body = await _command_body(request)
@@ -212,16 +222,23 @@ async def _relay(request: web.Request, verb: str) -> web.Response:
         )
     timeout = body.timeout or state.settings.command_timeout
     name = str(row["name"])
-    # Wait for every live instance's final answer (at least one), or the timeout.
-    live = await status.live_instance_count(state.redis, state.keys, int(row["id"]), name)
+    expect = 1
+    if answered_by == INGESTOR:
+        # Wait for every live instance's final answer (at least one), or the timeout.
+        live = await status.live_instance_count(state.redis, state.keys, int(row["id"]), name)
+        expect = max(1, live)
     responses = await state.control.send(
-        verb, name, dict(body.params), timeout=timeout, expect=max(1, live)
+        verb, name, dict(body.params), timeout=timeout, expect=expect
     )
-    return relay_result(verb, row, responses, timeout)
+    return relay_result(verb, row, responses, timeout, answered_by)
 
 
 def relay_result(
-    verb: str, row: Row, responses: Sequence[ControlResponse], timeout: float
+    verb: str,
+    row: Row,
+    responses: Sequence[ControlResponse],
+    timeout: float,
+    answered_by: str = INGESTOR,
 ) -> web.Response:
     """200 with the answers; 504 when nobody (or nobody finally) answered; 502 if all failed."""
     name = str(row["name"])
@@ -230,12 +247,15 @@ def relay_result(
     base = {"command": verb, "exchange": _summary(row), "responses": answers}
     if not responses:
         reason = (
-            f"no ingestor answered {verb!r} for {name} within {timeout:g}s"
-            f" (is an ingestor for {name} running?)"
+            f"no {answered_by} answered {verb!r} for {name} within {timeout:g}s"
+            f" (is {'an ingestor' if answered_by == INGESTOR else 'a symbol manager'} for"
+            f" {name} running?)"
         )
         return error_response(504, reason, **base)
     if not finals:
-        reason = f"ingestor acknowledged {verb!r} for {name} but did not finish within {timeout:g}s"
+        reason = (
+            f"{answered_by} acknowledged {verb!r} for {name} but did not finish within {timeout:g}s"
+        )
         return error_response(504, reason, **base)
     if all(r.status == "error" for r in finals):
         return error_response(502, finals[0].message or f"{verb!r} failed for {name}", **base)

@@ -202,12 +202,15 @@ function renderExchangeRow(ex) {
     text: "Start", onclick: () => command(ex, "start") });
   const stopBtn = el("button", { type: "button", class: "stop", "data-testid": `stop-${name}`,
     text: "Stop", onclick: () => command(ex, "stop") });
+  const refreshBtn = el("button", { type: "button", class: "refresh",
+    "data-testid": `refresh-symbols-${name}`, title: "Recompute the symbol tiers now",
+    text: "Refresh symbols", onclick: () => command(ex, "refresh-symbols") });
   return el("tr", { "data-testid": `exchange-row-${name}`, "data-exchange-id": String(ex.id) },
     el("td", {}, el("strong", { text: ex.display_name || name }),
       el("div", { class: "muted", text: `${name} · id ${ex.id}` })),
     el("td", {}, stateBadge(ex.connection_state, `exchange-state-${name}`)),
     el("td", {}, instances),
-    el("td", {}, startBtn, " ", stopBtn),
+    el("td", {}, startBtn, " ", stopBtn, " ", refreshBtn),
     el("td", {}, el("span", { class: "result", "data-result-for": name,
       "data-testid": `command-result-${name}` })));
 }
@@ -217,13 +220,15 @@ async function command(ex, verb) {
   row.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   const result = row.querySelector("[data-result-for]");
   result.className = "result";
-  result.textContent = `${verb}: waiting for the ingestors…`;
+  const who = verb === "refresh-symbols" ? "the symbol manager" : "the ingestors";
+  result.textContent = `${verb}: waiting for ${who}…`;
   try {
     const { ok, body } = await api(`/api/exchanges/${ex.id}/${verb}`, { method: "POST" });
     const slot = document.querySelector(`[data-result-for="${CSS.escape(ex.name)}"]`);
     slot.className = `result ${ok ? "ok" : "fail"}`;
     slot.textContent = ok ? `${verb}: ${summarize(body.responses)}` : `${verb} failed: ${body.error}`;
     await refreshExchange(ex.id);
+    if (ok && verb === "refresh-symbols") await loadSymbols();
   } catch (err) {
     handleError(err);
   } finally {
@@ -234,7 +239,11 @@ async function command(ex, verb) {
 
 function summarize(responses) {
   const finals = (responses || []).filter((r) => r.status !== "ack");
-  return finals.map((r) => `${r.status} (${r.instance_id})`).join(", ") || "acknowledged";
+  return finals.map((r) => {
+    const counts = ((r.data && r.data.exchanges) || []).map((e) =>
+      `${e.exchange}: ${e.tier1} tier 1, ${e.tier2} tier 2`);
+    return counts.length ? `${r.status} (${counts.join("; ")})` : `${r.status} (${r.instance_id})`;
+  }).join(", ") || "acknowledged";
 }
 
 function renderSymbols(ex, body) {

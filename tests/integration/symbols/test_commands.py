@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -14,6 +15,7 @@ from livermore_common.control import ControlClient
 from livermore_common.messages import ControlResponse, SymbolList
 from services.symbols.commands import RefreshCommands
 from tests.helpers import eventually
+from tests.integration.gateway.support import auth_headers, gateway_settings, running_gateway
 
 from .conftest import World
 
@@ -116,3 +118,53 @@ async def test_other_verbs_and_unserved_exchanges_get_no_answer(listening: Liste
         assert await client.send("start", "coinbase", timeout=1) == []
         assert await client.send("refresh-symbols", "kraken", timeout=1) == []
     assert not await world.redis.exists(world.keys.symbol_list_key(1))
+
+
+async def test_gateway_relays_refresh_symbols_to_one_manager(
+    listening: Listening, redis_url: str
+) -> None:
+    """The admin page's "Refresh symbols": the gateway signs the command, one of the two
+    manager replicas refreshes the exchange, and the HTTP answer carries its counts."""
+    world = listening.world
+    settings = gateway_settings(
+        redis_url=redis_url,
+        database_url=world.database_url,
+        namespace=world.keys.namespace,
+        control_secret=SECRET,
+        command_timeout=30,
+    )
+    async with (
+        running_gateway(settings) as base,
+        aiohttp.ClientSession(headers=auth_headers()) as http,
+    ):
+        async with http.post(f"{base}/api/exchanges/coinbase/refresh-symbols") as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+        assert body["command"] == "refresh-symbols" and body["ok"] is True
+        assert [r["status"] for r in body["responses"]] == ["ack", "success"]
+        (summary,) = body["responses"][1]["data"]["exchanges"]
+        assert summary["exchange"] == "coinbase" and summary["tier1"] == 3
+        raw = await world.redis.get(world.keys.symbol_list_key(1))
+        assert [s.symbol for s in messages.decode(raw, SymbolList).symbols][:3] == (
+            await world.venue_top("coinbase", 3)
+        )
+        assert listening.statuses(body["command_id"]) == ["ack", "success"]
+
+
+async def test_gateway_refresh_without_a_manager_is_504(world: World, redis_url: str) -> None:
+    settings = gateway_settings(
+        redis_url=redis_url,
+        database_url=world.database_url,
+        namespace=world.keys.namespace,
+        control_secret=SECRET,
+    )
+    async with (
+        running_gateway(settings) as base,
+        aiohttp.ClientSession(headers=auth_headers()) as http,
+    ):
+        url = f"{base}/api/exchanges/binance/refresh-symbols"
+        async with http.post(url, json={"timeout": 0.5}) as resp:
+            body = await resp.json()
+            assert resp.status == 504
+        assert "no symbol manager answered 'refresh-symbols' for binance" in body["error"]
+    assert not await world.redis.exists(world.keys.symbol_list_key(2))
