@@ -1,16 +1,18 @@
 """The alert evaluator's batch logic: indicator updates in, alerts out, each exactly once.
 
 Per series, updates are evaluated in order against the stored alert state (previous value,
-cooldowns, excursion flags). Alerts are first recorded in `alert_history` (idempotent by id), then
-the new state and the publications are committed atomically; a crash between the two replays the
-same decisions, which the history ignores and the channel receives once.
+cooldowns, excursion flags). The new state and the alerts' publications (exchange channel and the
+durable alert stream) are committed in one atomic compare-and-set, so each alert is published
+once; a crash before the commit replays the same decisions (deterministic ids), one after it finds
+them done. `alert_history` is written from the durable alert stream by the history writer
+(`history.py`, its own consumer group), not on this path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -23,7 +25,6 @@ from .rules import AlertDecision, AlertState, evaluate_update, timeframe_bias, t
 from .store import AlertStateStore, Commit
 
 SeriesId = tuple[int, str, str]
-Recorder = Callable[[Sequence[Alert]], Awaitable[None]]
 Notifier = Callable[[Alert], None]
 _MAX_CAS_RETRIES = 5
 _STATE_CACHE_LIMIT = 100_000
@@ -47,7 +48,6 @@ class AlertEvaluator:
         *,
         store: AlertStateStore,
         keys: KeySpace,
-        record: Recorder,
         notify: Notifier | None = None,
         context_timeframes: Sequence[str] = ("1m", "5m", "15m", "1h", "4h", "1d"),
         redis: aioredis.Redis | None = None,
@@ -56,7 +56,6 @@ class AlertEvaluator:
         self._order_wait_s = order_wait_s
         self._store = store
         self._keys = keys
-        self._record = record
         self._notify = notify
         self._context_tfs = tuple(context_timeframes)
         self._redis = redis
@@ -127,8 +126,6 @@ class AlertEvaluator:
         if not planned:
             return list(left.values()), 0
         commits, all_alerts = await self._commits(planned)
-        if all_alerts:
-            await self._record(all_alerts)
         results = await self._store.commit(commits)
         lost = self._remember(commits, results)
         self._published(all_alerts, lost)

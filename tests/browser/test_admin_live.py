@@ -18,6 +18,7 @@ from livermore_common.db import Database
 from livermore_common.keys import KeySpace
 from livermore_common.streams import StreamConsumer
 from services.alerts.evaluator import AlertEvaluator
+from services.alerts.history import HISTORY_GROUP, HistoryWriter
 from services.alerts.store import AlertStateStore
 from services.indicators.store import StateStore
 from services.indicators.worker import IndicatorWorker
@@ -94,20 +95,15 @@ async def _raise_real_alert(redis: aioredis.Redis, keys: KeySpace, db: Database)
             event.exchange_id, event.symbol, event.timeframe, start_ms=oldest, end_ms=newest
         )
 
-    async def record(alerts):  # type: ignore[no-untyped-def]
-        for a in alerts:
-            await db.insert_alert(a)
-
     worker = IndicatorWorker(
         store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
     )
-    evaluator = AlertEvaluator(
-        store=AlertStateStore(redis, stream=keys.alert_stream), keys=keys, record=record
-    )
+    evaluator = AlertEvaluator(store=AlertStateStore(redis, stream=keys.alert_stream), keys=keys)
     ind = StreamConsumer(redis, keys.candle_closed_stream, "indicators", "b1", worker.handle)
     ev = StreamConsumer(redis, keys.indicator_stream, "alerts", "b1", evaluator.handle)
+    hist = StreamConsumer(redis, keys.alert_stream, HISTORY_GROUP, "b1", HistoryWriter(db).handle)
     await cache.announce_closed_many([closed(c, symbol="WAVE-USD") for c in wave_candles(120)])
-    while await ind.step(block_ms=10) + await ev.step(block_ms=10):
+    while await ind.step(block_ms=10) + await ev.step(block_ms=10) + await hist.step(block_ms=10):
         pass
     assert evaluator.stats.alerts > 0
 

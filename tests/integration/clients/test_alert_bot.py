@@ -21,6 +21,7 @@ from livermore_common.keys import KeySpace
 from livermore_common.messages import CandleClosed
 from livermore_common.streams import StreamConsumer
 from services.alerts.evaluator import AlertEvaluator
+from services.alerts.history import HISTORY_GROUP, HistoryWriter
 from services.alerts.store import AlertStateStore
 from services.indicators.store import StateStore
 from services.indicators.worker import IndicatorWorker
@@ -43,19 +44,17 @@ class Pipeline:
                 event.exchange_id, event.symbol, event.timeframe, start_ms=oldest, end_ms=newest
             )
 
-        async def record(alerts):  # type: ignore[no-untyped-def]
-            for a in alerts:
-                await db.insert_alert(a)
-
         worker = IndicatorWorker(
             store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
         )
         evaluator = AlertEvaluator(
-            store=AlertStateStore(redis, stream=keys.alert_stream), keys=keys, record=record
+            store=AlertStateStore(redis, stream=keys.alert_stream), keys=keys
         )
+        history = HistoryWriter(db)
         self.consumers = [
             StreamConsumer(redis, keys.candle_closed_stream, "indicators", "w1", worker.handle),
             StreamConsumer(redis, keys.indicator_stream, "alerts", "e1", evaluator.handle),
+            StreamConsumer(redis, keys.alert_stream, HISTORY_GROUP, "h1", history.handle),
         ]
 
     async def feed(self, events: list[CandleClosed]) -> None:

@@ -17,6 +17,7 @@ from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamConsumer
 from services.alerts.evaluator import AlertEvaluator
+from services.alerts.history import HISTORY_GROUP, HistoryWriter
 from services.alerts.rules import AlertState, evaluate_update, to_alert
 from services.alerts.store import AlertStateStore
 from services.indicators.store import StateStore
@@ -35,10 +36,6 @@ class Pipeline:
                 event.exchange_id, event.symbol, event.timeframe, start_ms=oldest, end_ms=newest
             )
 
-        async def record(alerts):  # type: ignore[no-untyped-def]
-            for a in alerts:
-                await db.insert_alert(a)
-
         self.cache = cache
         self.worker = IndicatorWorker(
             store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
@@ -46,20 +43,24 @@ class Pipeline:
         self.evaluator = AlertEvaluator(
             store=AlertStateStore(redis, stream=keys.alert_stream),
             keys=keys,
-            record=record,
             redis=redis,
         )
+        self.history = HistoryWriter(db)
         self.indicator_consumer = StreamConsumer(
             redis, keys.candle_closed_stream, "indicators", "w1", self.worker.handle, block_ms=10
         )
         self.alert_consumer = StreamConsumer(
             redis, keys.indicator_stream, "alerts", "e1", self.evaluator.handle, block_ms=10
         )
+        self.history_consumer = StreamConsumer(
+            redis, keys.alert_stream, HISTORY_GROUP, "h1", self.history.handle, block_ms=10
+        )
 
     async def drain(self) -> None:
         for _ in range(1000):
             moved = await self.indicator_consumer.step(block_ms=10)
             moved += await self.alert_consumer.step(block_ms=10)
+            moved += await self.history_consumer.step(block_ms=10)
             if not moved:
                 return
 

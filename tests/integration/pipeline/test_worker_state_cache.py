@@ -91,12 +91,9 @@ async def test_two_evaluators_taking_turns_raise_every_alert_once(redis_client, 
     raw = await redis_client.xrange(keyspace.indicator_stream)
     entries = [StreamEntry(i.decode(), f[b"data"], 1) for i, f in raw]
 
-    async def record(alerts):  # type: ignore[no-untyped-def]
-        return None
-
     def evaluator():  # type: ignore[no-untyped-def]
         store = AlertStateStore(redis_client, stream=keyspace.alert_stream)
-        return AlertEvaluator(store=store, keys=keyspace, record=record, redis=redis_client)
+        return AlertEvaluator(store=store, keys=keyspace, redis=redis_client)
 
     a, b = evaluator(), evaluator()
     n, turn = 0, 0
