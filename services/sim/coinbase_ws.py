@@ -198,7 +198,13 @@ class CoinbaseFeed:
             await asyncio.sleep(period)
             now = self.clock.now_ms()
             if self.faults.is_stalled("coinbase"):
-                last = now  # what happens during a stall is lost, as on a silent socket
+                # What happens during a stall is never sent. Like every message the venue drops,
+                # it still consumes a sequence number, so a client that kept (or opened) a
+                # connection through the silence sees the loss as a gap: without that, trades
+                # would vanish between contiguous sequence numbers, which Coinbase never does.
+                if conn.subs:
+                    conn.frames.skip(1)
+                last = now
                 continue
             try:
                 texts = self._tick(conn, last, now)

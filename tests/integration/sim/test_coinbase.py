@@ -82,6 +82,29 @@ async def test_sequence_skip_fault_leaves_a_gap(
     assert sorted(gaps) == [1, 1, 4]
 
 
+async def test_stall_sends_nothing_and_the_loss_shows_as_a_sequence_gap(
+    make_sim: MakeSim, http: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim()
+    async with http.ws_connect(sim.coinbase_ws_url) as ws:
+        await _subscribe(ws, "heartbeats")
+        await _json(ws)  # the acknowledgement
+        before = (await _json(ws))["sequence_num"]
+        sim.faults.stall("coinbase", seconds=0.6)
+        seqs = [before]
+        while True:  # drain what was already queued when the stall began
+            try:
+                seqs.append((await _json(ws, timeout=0.3))["sequence_num"])
+            except TimeoutError:
+                break
+        assert sim.faults.is_stalled("coinbase")  # silence: nothing came for 0.3 s
+        after = (await _json(ws, timeout=3.0))["sequence_num"]
+    assert not sim.faults.is_stalled("coinbase")
+    # The heartbeats the stall swallowed consumed sequence numbers: the client sees the loss.
+    assert after > seqs[-1] + 1, (seqs, after)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
 async def test_one_minute_candles_from_trades_equal_rest_and_truth(
     make_sim: MakeSim, http: aiohttp.ClientSession
 ) -> None:
