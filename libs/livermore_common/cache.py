@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from livermore_common import messages
 from livermore_common.keys import TIER_SHARED, TIER_USER, KeySpace
@@ -25,53 +24,50 @@ from livermore_common.redisbus import execute_packed, pack_bulk
 from livermore_common.streams import DEFAULT_MAXLEN
 
 # One call stores and announces a batch of candles (one script dispatch for many candles).
-# KEYS: the stream, then every sorted set the batch writes (each once).
-# ARGV: max candles, stream maxlen, number of series S, then S series records
-#         (n targets, key index x n, ttl ms (0 = none), n channels, channel x n),
-#       then 4 values per candle: series number, score (bucket start), member, event JSON.
+# KEYS: the stream, then every sorted set the call writes (each once).
+# ARGV: max candles, stream maxlen, tier-2 TTL ms, C = channels per candle, then per candle:
+#   target, score (bucket start), member, event JSON, C channels, then for a tier-2 candle the key
+#   index of each of its sets. target > 0: the candle's one tier-1 set is KEYS[target];
+#   target < 0: it goes to -target tier-2 sets (their TTL is refreshed).
 # A candle is stored in each target that lacks its bucket, unless it is older than the newest
 # `max candles` there (it would be trimmed at once, and announced again by the next backfill);
 # it is announced (XADD + PUBLISH) when at least one target stored it. Each written set is then
-# trimmed to its newest `max candles`. Returns how many candles were announced.
+# trimmed to its newest `max candles`, and the stream to about `maxlen`, once per call.
+# Returns how many candles were announced.
+# Costs (Redis 7.0, measured with INFO commandstats): every ARGV and every redis.call costs
+# ~0.3 us on its own, so the common case is 5 calls per candle (ZCOUNT, ZADD, XADD, PUBLISH and
+# its set's trim) and no per-series table; XADD carries no MAXLEN (with one, Redis rewrites the
+# command's arguments for propagation on every call).
 ANNOUNCE_SCRIPT = """
-local keep, maxlen, stream = tonumber(ARGV[1]), ARGV[2], KEYS[1]
-local series, i = {}, 4
-for s = 1, tonumber(ARGV[3]) do
-  local targets, channels = {}, {}
-  local n = tonumber(ARGV[i])
-  for k = 1, n do targets[k] = KEYS[tonumber(ARGV[i + k])] end
-  local ttl, m = tonumber(ARGV[i + n + 1]), tonumber(ARGV[i + n + 2])
-  for c = 1, m do channels[c] = ARGV[i + n + 2 + c] end
-  series[s] = {targets, ttl, channels}
-  i = i + n + m + 3
-end
-local announced, touched = 0, {}
-while i <= #ARGV do
-  local entry = series[tonumber(ARGV[i])]
-  local score, member = ARGV[i + 1], ARGV[i + 2]
-  local stored = 0
-  for _, key in ipairs(entry[1]) do
-    -- newer-or-equal members: 0 in the common case (a new newest candle), so one call decides.
-    local newer = redis.call('ZCOUNT', key, score, '+inf')
+local keep, maxlen, ttl, nch = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local stream, last, i, announced, touched = KEYS[1], #ARGV, 5, 0, {}
+while i <= last do
+  local target, score, event = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 3]
+  local stored, count, at, step = false, 1, 0, 4 + nch
+  if target < 0 then count, at, step = -target, i + 3 + nch, 4 + nch - target end
+  for t = 1, count do
+    local key = KEYS[at == 0 and target or tonumber(ARGV[at + t])]
+    -- newer-or-equal members: 0 in the common case (a new newest candle), so one call decides;
     -- store unless this bucket is there already (first write wins) or older than the window
+    local newer = redis.call('ZCOUNT', key, score, '+inf')
     if newer == 0 or (newer < keep and redis.call('ZCOUNT', key, score, score) == 0) then
-      redis.call('ZADD', key, score, member)
-      stored = stored + 1
-      touched[key] = entry[2]
+      redis.call('ZADD', key, score, ARGV[i + 2])
+      touched[key] = at ~= 0
+      stored = true
     end
   end
-  if stored > 0 then
+  if stored then
     announced = announced + 1
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i + 3])
-    for _, channel in ipairs(entry[3]) do redis.call('PUBLISH', channel, ARGV[i + 3]) end
+    redis.call('XADD', stream, '*', 'data', event)
+    for c = i + 4, i + 3 + nch do redis.call('PUBLISH', ARGV[c], event) end
   end
-  i = i + 4
+  i = i + step
 end
--- trim each written set to its newest `keep` once per call, and refresh tier-2 TTLs
-for key, ttl in pairs(touched) do
+for key, user in pairs(touched) do
   redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  if user and ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 end
+if announced > 0 then redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen) end
 return announced
 """
 
@@ -81,6 +77,14 @@ _SCRIPT_BATCH = 250
 _NAME_CACHE_LIMIT = 100_000
 _candle_encoder = msgspec.json.Encoder()
 _log = get_logger(__name__)
+# EVAL with the body rather than EVALSHA: Redis hashes the ~1.5 kB body once per call of up to
+# 250 candles (a few microseconds), and a server that lost its scripts (restart, SCRIPT FLUSH)
+# never refuses a call, so no call is ever rerun out of order.
+_EVAL_HEAD = b"$4\r\nEVAL\r\n$%d\r\n%b\r\n" % (len(ANNOUNCE_SCRIPT), ANNOUNCE_SCRIPT.encode())
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
 def candle_member(candle: Candle | CandleClosed) -> bytes:
@@ -114,10 +118,11 @@ class CandleCache:
         self.max_candles = max_candles
         self.user_ttl_seconds = user_ttl_seconds
         self._stream_maxlen = stream_maxlen
-        self._sha: str | None = None
         # (exchange_id, symbol, timeframe) -> (shared key, close channel): names are validated
         # once per series, not once per candle, on the hot path.
         self._names: dict[tuple[int, str, str], tuple[str, str]] = {}
+        # the same series -> (shared key, close channel as a RESP bulk string) for announcing
+        self._announce_names: dict[tuple[int, str, str], tuple[str, bytes]] = {}
 
     # -- names -------------------------------------------------------------------------------
     def _series(self, exchange_id: int, symbol: str, timeframe: str) -> tuple[str, str]:
@@ -183,63 +188,81 @@ class CandleCache:
         batch = list(events)
         if not batch:
             return 0
-        if self._sha is None:
-            self._sha = await self._redis.script_load(ANNOUNCE_SCRIPT)
         chunks = [batch[i : i + _SCRIPT_BATCH] for i in range(0, len(batch), _SCRIPT_BATCH)]
         legacy = tuple(legacy_user_ids)
         replies = await execute_packed(self._redis, (self._packed(c, legacy) for c in chunks))
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # Redis restarted or flushed its scripts; those calls did not run
-            self._sha = await self._redis.script_load(ANNOUNCE_SCRIPT)
-            again = await execute_packed(
-                self._redis, (self._packed(chunks[i], legacy) for i in missing)
-            )
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return sum(int(r) for r in replies)
 
     def _packed(self, events: Sequence[CandleClosed], legacy_user_ids: tuple[int, ...]) -> bytes:
-        """One EVALSHA of the announce script for `events`, in the Redis protocol."""
+        """One EVAL of the announce script for `events`, in the Redis protocol."""
         key_index: dict[str, int] = {self._keys.candle_closed_stream: 1}
-        series_index: dict[tuple[Any, ...], int] = {}
-        series_args: list[bytes | str | int] = []
-        candle_args: list[bytes] = []
+        channels_per_candle = 1 + len(legacy_user_ids)
+        legacy: dict[tuple[int, str, str], bytes] = {}
+        parts: list[bytes] = []
+        count = 0
         for event in events:
-            series = (event.exchange_id, event.symbol, event.timeframe, event.tier, event.user_ids)
-            number = series_index.get(series)
-            if number is None:
-                number = series_index[series] = len(series_index) + 1
-                series_args += self._series_record(event, legacy_user_ids, key_index)
+            series = (event.exchange_id, event.symbol, event.timeframe)
+            key, channels = self._announce_names.get(series) or self._announce_name(series)
+            if legacy_user_ids:
+                channels += legacy.get(series) or legacy.setdefault(
+                    series, self._legacy_channel_args(series, legacy_user_ids)
+                )
             member, payload = candle_member(event), messages.encode(event)
-            num, score = b"%d" % number, b"%d" % event.timestamp
-            candle_args.append(
-                b"$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
-                % (len(num), num, len(score), score, len(member), member, len(payload), payload)
+            score = b"%d" % event.timestamp
+            if event.tier == TIER_USER:
+                indexes = [
+                    key_index.setdefault(k, len(key_index) + 1) for k in self.candle_sets(event)
+                ]
+                target = b"%d" % -len(indexes)
+                channels += b"".join(_bulk(b"%d" % i) for i in indexes)
+                count += len(indexes)
+            else:
+                target = b"%d" % (
+                    key_index.get(key) or key_index.setdefault(key, len(key_index) + 1)
+                )
+            # The hot part: the four fixed arguments of a candle in one format.
+            parts.append(
+                b"$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b"
+                % (
+                    len(target),
+                    target,
+                    len(score),
+                    score,
+                    len(member),
+                    member,
+                    len(payload),
+                    payload,
+                    channels,
+                )
             )
-        head: list[bytes | str | int] = ["EVALSHA", self._sha or "", len(key_index), *key_index]
-        head += [self.max_candles, self._stream_maxlen, len(series_index), *series_args]
-        # The candle arguments are packed in the loop above (the hot part), 4 per candle.
-        count = len(head) + 4 * len(events)
-        return b"*%d\r\n%b%b" % (count, pack_bulk(head), b"".join(candle_args))
+        count += len(events) * (4 + channels_per_candle)
+        ttl_ms = self.user_ttl_seconds * 1000
+        head: list[bytes | str | int] = [len(key_index), *key_index]
+        head += [self.max_candles, self._stream_maxlen, ttl_ms, channels_per_candle]
+        return b"*%d\r\n%b%b%b" % (
+            2 + len(head) + count,
+            _EVAL_HEAD,
+            pack_bulk(head),
+            b"".join(parts),
+        )
 
-    def _series_record(
-        self, event: CandleClosed, legacy_user_ids: tuple[int, ...], key_index: dict[str, int]
-    ) -> list[bytes | str | int]:
-        key, channel = self._series(event.exchange_id, event.symbol, event.timeframe)
-        user_tier = event.tier == TIER_USER
-        targets = self.candle_sets(event) if user_tier else [key]
-        ex, sym, tf = event.exchange_id, event.symbol, event.timeframe
-        channels = [channel]
-        channels += [
-            self._keys.legacy_candle_close_channel(u, ex, sym, tf) for u in legacy_user_ids
-        ]
-        record: list[bytes | str | int] = [len(targets)]
-        record += [key_index.setdefault(t, len(key_index) + 1) for t in targets]
-        record += [self.user_ttl_seconds * 1000 if user_tier else 0, len(channels), *channels]
-        return record
+    def _announce_name(self, series: tuple[int, str, str]) -> tuple[str, bytes]:
+        if len(self._announce_names) >= _NAME_CACHE_LIMIT:
+            self._announce_names.clear()
+        key, channel = self._series(*series)
+        names = self._announce_names[series] = (key, _bulk(channel.encode()))
+        return names
+
+    def _legacy_channel_args(
+        self, series: tuple[int, str, str], legacy_user_ids: tuple[int, ...]
+    ) -> bytes:
+        return b"".join(
+            _bulk(self._keys.legacy_candle_close_channel(u, *series).encode())
+            for u in legacy_user_ids
+        )
 
     async def read_candles(
         self,

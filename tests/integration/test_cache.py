@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -177,12 +182,92 @@ async def test_compatibility_mode_also_publishes_the_legacy_channel(
     assert sorted(c for c, _ in received) == sorted([new, legacy])
 
 
-async def test_a_lost_script_is_reloaded(redis_client: aioredis.Redis, keyspace: KeySpace) -> None:
-    cache = CandleCache(redis_client, keyspace)
+@pytest.fixture
+async def private_redis() -> AsyncIterator[aioredis.Redis]:
+    """A throwaway redis-server of this test's own (for what must not be done to a shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary for a private server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        for _ in range(200):
+            with contextlib.suppress(aioredis.ConnectionError):
+                if await client.ping():
+                    break
+            await asyncio.sleep(0.05)
+        yield client
+    finally:
+        await client.aclose()
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_a_server_that_lost_its_scripts_still_runs_every_call(
+    private_redis: aioredis.Redis,
+) -> None:
+    keyspace = KeySpace("t:")
+    cache = CandleCache(private_redis, keyspace)
     assert await cache.announce_closed(closed(0)) is True
-    cache._sha = "0" * 40  # as after a Redis restart: the cached sha is unknown to the server
+    await private_redis.script_flush()  # as after a restart: the server knows no script
     assert await cache.announce_closed_many([closed(0), closed(1)]) == 1
     assert await cache.count(1, "BTC-USD", "1m") == 2
+    assert [e.timestamp for e in await _stream_events(private_redis, keyspace)] == [
+        T0,
+        T0 + MINUTE,
+    ]
+
+
+async def test_a_mixed_batch_keeps_its_order_and_each_candles_targets_and_channels(
+    redis_client: aioredis.Redis, keyspace: KeySpace
+) -> None:
+    cache = CandleCache(redis_client, keyspace, max_candles=3, user_ttl_seconds=600)
+    shared = [closed(i) for i in range(5)]
+    overflow = [closed(i, symbol="DOGE-USD", tier=2, user_ids=(7, 8)) for i in range(5)]
+    # user 8 already holds bucket 2 of DOGE-USD (another copy): first write wins there, but
+    # user 7 lacks it, so that candle is stored for 7 and still announced once
+    held = keyspace.user_candle_key(8, 1, "DOGE-USD", "1m")
+    await redis_client.zadd(held, {b'{"held":true}': T0 + 2 * MINUTE})
+    events = [e for pair in zip(shared, overflow, strict=True) for e in pair]
+    channels = [
+        keyspace.candle_close_channel(1, "BTC-USD", "1m"),
+        keyspace.candle_close_channel(1, "DOGE-USD", "1m"),
+        keyspace.legacy_candle_close_channel(5, 1, "BTC-USD", "1m"),
+        keyspace.legacy_candle_close_channel(5, 1, "DOGE-USD", "1m"),
+    ]
+    async with Listener(redis_client, *channels) as listener:
+        assert await cache.announce_closed_many(events, legacy_user_ids=[5]) == 10
+        assert await cache.announce_closed_many(events, legacy_user_ids=[5]) == 0
+        received = await listener.drain()
+    assert await _stream_events(redis_client, keyspace) == events
+    assert sorted(c for c, _ in received) == sorted(channels[i] for i in (0, 2) * 5 + (1, 3) * 5)
+    assert [c.timestamp for c in await cache.read_candles(1, "BTC-USD", "1m")] == [
+        T0 + i * MINUTE for i in (2, 3, 4)
+    ]
+    for user in (7, 8):
+        key = keyspace.user_candle_key(user, 1, "DOGE-USD", "1m")
+        stored = await redis_client.zrange(key, 0, -1, withscores=True)
+        assert [int(score) for _, score in stored] == [T0 + i * MINUTE for i in (2, 3, 4)]
+        assert 590 < await redis_client.ttl(key) <= 600
+    assert (await redis_client.zrange(held, 0, 0))[0] == b'{"held":true}'
+    assert not await redis_client.exists(keyspace.candle_key(1, "DOGE-USD", "1m"))
+
+
+async def test_the_stream_is_trimmed_to_about_its_maxlen(
+    redis_client: aioredis.Redis, keyspace: KeySpace
+) -> None:
+    cache = CandleCache(redis_client, keyspace, stream_maxlen=100)
+    assert await cache.announce_closed_many([closed(i) for i in range(1000)]) == 1000
+    length = await redis_client.xlen(keyspace.candle_closed_stream)
+    # approximate trimming (MAXLEN ~) removes whole stream nodes only
+    assert 100 <= length < 1000
 
 
 async def test_reads_are_ascending_bounded_and_fall_back_to_legacy_keys(
