@@ -102,6 +102,49 @@ async def execute_packed(redis: aioredis.Redis, commands: Iterable[bytes]) -> li
         await pool.release(conn)
 
 
+class PackedSender:
+    """Packed commands sent on one connection as soon as each is ready, replies read at the end.
+
+    For a producer that computes its commands one after another: Redis runs each command while
+    the next is being built, instead of waiting for the whole batch. Error replies are returned
+    as `ResponseError` instances; on any failure or cancellation the connection is dropped (the
+    commands already sent may or may not have run), so unread replies never reach its next user.
+    Use as `async with PackedSender(redis) as s: await s.send(...); replies = await s.replies()`.
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._pool = redis.connection_pool
+        self._conn: Any = None
+        self._sent = 0
+
+    async def __aenter__(self) -> PackedSender:
+        self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if exc_type is not None or self._sent:  # failed, or replies left unread
+                await conn.disconnect()
+        finally:
+            await self._pool.release(conn)
+
+    async def send(self, command: bytes) -> None:
+        await self._conn.send_packed_command(command, check_health=self._sent == 0)
+        self._sent += 1
+
+    async def replies(self) -> list[Any]:
+        """The reply of every command sent so far, in order."""
+        out: list[Any] = []
+        while self._sent:
+            try:
+                out.append(await self._conn.read_response())
+            except ResponseError as exc:
+                out.append(exc)
+            self._sent -= 1
+        return out
+
+
 class ScriptRunner:
     """Runs Lua scripts as EVALSHA calls sent back to back on one connection, loading a script
     when Redis lacks it (a call refused with NOSCRIPT did not run, so rerunning it is safe)."""
@@ -109,6 +152,31 @@ class ScriptRunner:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._shas: dict[str, str] = {}
+
+    async def sha(self, script: str) -> str:
+        """The script's SHA1, loading it into Redis the first time."""
+        return self._shas.get(script) or await self._load(script)
+
+    async def run_packed(self, script: str, commands: list[bytes]) -> list[Any]:
+        """Replies to EVALSHA `commands` packed by the caller with `sha(script)`, rerunning the
+        ones Redis refused with NOSCRIPT after loading the script; errors are raised."""
+        replies = await execute_packed(self._redis, commands)
+        return await self.settle(script, commands, replies)
+
+    async def settle(self, script: str, commands: list[bytes], replies: list[Any]) -> list[Any]:
+        """Given the replies to EVALSHA `commands` (sent by the caller, e.g. with a
+        `PackedSender`), rerun those refused with NOSCRIPT once the script is loaded again (the
+        SHA1 does not change); raise the first error reply."""
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            await self._load(script)
+            again = await execute_packed(self._redis, [commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def run(self, script: str, calls: list[list[Any]]) -> list[Any]:
         """One reply per call (each call is `numkeys, keys..., args...`); errors are raised."""

@@ -40,8 +40,9 @@ class OutOfOrderCandleError(ValueError):
     """A candle not strictly after the last bar of the series: rebuild instead of updating."""
 
 
-class MacdVPoint(msgspec.Struct, frozen=True, kw_only=True):
-    """MACD-V at one bar; values are None where undefined."""
+class MacdVPoint(msgspec.Struct, frozen=True):
+    """MACD-V at one bar; values are None where undefined. Fields in this order (`_point`
+    builds it positionally)."""
 
     timestamp: int
     close: float
@@ -90,23 +91,24 @@ def _point(
         reason: str | None = REASON_LOW_ACTIVITY if synthetic_bars else REASON_WARMING_UP
     else:
         reason = REASON_FLAT if macd_v is None else None
+    # Positional (field order): ~10x cheaper than keywords, and this runs once per close.
     return MacdVPoint(
-        timestamp=timestamp,
-        close=close,
-        synthetic=synthetic,
-        macd_v=macd_v,
-        signal=signal,
-        histogram=histogram,
-        fast_ema=fast,
-        slow_ema=slow,
-        atr=atr,
-        stage=classify_stage(macd_v, signal),
-        seeded=atr is not None,
-        n_eff=n_eff,
-        bars=bars,
-        gap_ratio=gap_ratio,
-        liquidity=liquidity_of(gap_ratio),
-        reason=reason,
+        timestamp,
+        close,
+        synthetic,
+        macd_v,
+        signal,
+        histogram,
+        fast,
+        slow,
+        atr,
+        classify_stage(macd_v, signal),
+        atr is not None,
+        n_eff,
+        bars,
+        gap_ratio,
+        liquidity_of(gap_ratio),
+        reason,
     )
 
 
