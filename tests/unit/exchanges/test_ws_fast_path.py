@@ -129,7 +129,7 @@ async def test_frames_arrive_whole_and_in_order_however_the_bytes_are_split(
 
     url = await serve(Venue(script))
     got: list[bytes] = []
-    conn = await open_socket(url, AdapterOptions(), on_frame=lambda _c, p: got.append(p))
+    conn = await open_socket(url, AdapterOptions(), on_frame=lambda _c, ps: got.extend(ps))
     await collect(conn, got, len(PAYLOADS))
     assert got == PAYLOADS
     await conn.close()
@@ -150,7 +150,7 @@ async def test_pings_are_answered_and_reported_between_fast_frames(
     url = await serve(venue)
     got: list[bytes] = []
     pings: list[int] = []
-    conn = await open_socket(url, AdapterOptions(), on_frame=lambda _c, p: got.append(p))
+    conn = await open_socket(url, AdapterOptions(), on_frame=lambda _c, ps: got.extend(ps))
     conn.on_ping = lambda: pings.append(1)
     await conn.wait_closed()
     assert got == [b"a", b"b", b"c"]
@@ -169,7 +169,7 @@ async def test_a_fragmented_message_hands_the_rest_of_the_connection_to_websocke
 
     url = await serve(Venue(script))
     got: list[bytes] = []
-    conn = await open_socket(url, AdapterOptions(), on_frame=lambda _c, p: got.append(p))
+    conn = await open_socket(url, AdapterOptions(), on_frame=lambda _c, ps: got.extend(ps))
     rest = [await asyncio.wait_for(conn.recv(), 5), await asyncio.wait_for(conn.recv(), 5)]
     assert got == [b"first"]
     assert rest == ["hello", "after"]
@@ -188,7 +188,7 @@ async def test_a_frame_above_the_hard_cap_fails_the_connection_as_before(
     url = await serve(venue)
     got: list[bytes] = []
     options = AdapterOptions(hard_max_frame_bytes=4096, max_frame_bytes=1024)
-    conn = await open_socket(url, options, on_frame=lambda _c, p: got.append(p))
+    conn = await open_socket(url, options, on_frame=lambda _c, ps: got.extend(ps))
     await asyncio.wait_for(conn.wait_closed(), 5)
     assert got == [b"ok"]
     assert venue.client_frames[0][0] == 0x8

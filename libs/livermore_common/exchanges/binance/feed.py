@@ -35,7 +35,7 @@ from livermore_common.exchanges.binance import schemas as s
 from livermore_common.exchanges.binance.klines import KlineTracker
 from livermore_common.exchanges.ratelimit import RateLimiter
 from livermore_common.exchanges.validation import InvalidFrame
-from livermore_common.exchanges.ws import FeedBase, ObservedConnection, open_socket
+from livermore_common.exchanges.ws import FeedBase, FrameHandler, ObservedConnection, open_socket
 
 CLOCK_TICK_MS = 1_000  # venue time between two clock heartbeats taken from kline event times
 URL_STREAMS = 200  # streams named in the connect URL; the rest are SUBSCRIBEd
@@ -52,6 +52,7 @@ class _Conn:
     streams: set[str]
     limiter: RateLimiter
     first_frame: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: bool = False  # first_frame is set (a plain flag for the per-frame check)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     retiring: bool = False
     closing: bool = False  # we close it on purpose
@@ -120,8 +121,7 @@ class BinanceFeed(FeedBase):
         # Frames take the fast path from the handshake on, before `conn` exists; `opened`
         # holds it once it does (frames with no conn yet are parsed all the same).
         opened: list[_Conn | None] = [None]
-        handle = self.handle_frame
-        sink = self.frame_sink(lambda _ws, data: handle(data, opened[0]))
+        sink = self.frame_sink(self._fast_handler(opened))
         ws = await open_socket(url, self.options, on_frame=sink)
         ws.on_ping = self._on_ping
         conn = _Conn(ws, set(streams[:URL_STREAMS]), RateLimiter(rate=self._msg_rate, capacity=1))
@@ -271,9 +271,29 @@ class BinanceFeed(FeedBase):
 
     # ---- frames -------------------------------------------------------------------------------
 
+    def _fast_handler(self, opened: list[_Conn | None]) -> FrameHandler:
+        """`handle_frame` for the fast path, with its kline case inline (one call per frame)."""
+        decode, on_kline, slow = parse.decode_kline, self._on_kline, self.handle_frame
+
+        def handle(_ws: ObservedConnection, data: str | bytes) -> list[FeedEvent] | None:
+            conn = opened[0]
+            if conn is None or not conn.seen:
+                return slow(data, conn)
+            try:
+                kline = decode(data).data
+            except msgspec.DecodeError:
+                return slow(data, conn)  # an envelope, or the precise reason to drop it
+            try:
+                return on_kline(kline)
+            except InvalidFrame as exc:
+                return [self.dropped(str(exc))]
+
+        return handle
+
     def handle_frame(self, data: str | bytes, conn: _Conn | None = None) -> list[FeedEvent] | None:
         """Turn one frame into events (public for tests and benchmarks; no I/O)."""
-        if conn is not None and not conn.first_frame.is_set():
+        if conn is not None and not conn.seen:
+            conn.seen = True
             conn.first_frame.set()
         try:
             try:  # the kline fast path, inline (this runs 100,000+ times a second)
@@ -289,22 +309,23 @@ class BinanceFeed(FeedBase):
 
     def _on_kline(self, event: s.LiveKlineEvent) -> list[FeedEvent] | None:
         k = event.k
-        if (k.s, k.i) not in self._wanted:
+        key = (k.s, k.i)
+        if key not in self._wanted:
             return None  # a stream being unsubscribed, or one we never asked for
-        candle = parse.live_candle(k)
-        events = self._tracker.on_kline(
-            k.s, k.i, candle, close_time=k.T, final=k.x, event_time=event.E
-        )
-        for ev in events:
-            if isinstance(ev, ClosedCandle):
-                self.stats.closed_candles += 1
-            else:
-                self.stats.gaps += 1
+        events = self._tracker.update(key, parse.live_candle(k), k.T, k.x, event.E)
+        if events is not None:
+            for ev in events:
+                if type(ev) is ClosedCandle:
+                    self.stats.closed_candles += 1
+                else:
+                    self.stats.gaps += 1
         if self._clock + CLOCK_TICK_MS <= event.E:
             # Binance has no heartbeat channel: kline event times are its clock. At most one
             # per venue second, so the consumer sees the clock move without a flood.
             self._clock = event.E
             self.stats.heartbeats += 1
+            if events is None:
+                events = []
             events.append(Heartbeat(exchange_time=event.E))
         return events
 

@@ -51,9 +51,25 @@ class KlineTracker:
         final: bool,
         event_time: int,
     ) -> list[FeedEvent]:
-        key = (symbol, timeframe)
+        return self.update((symbol, timeframe), candle, close_time, final, event_time) or []
+
+    def update(
+        self, key: tuple[str, str], candle: Candle, close_time: int, final: bool, event_time: int
+    ) -> list[FeedEvent] | None:
+        """`on_kline` for the live feed's hot path: the stream as its (symbol, timeframe) key,
+        None when nothing happened (three frames in four)."""
         st = self._streams.get(key)
         open_time = candle.timestamp
+        if st is not None and open_time == st.open_time:  # the bucket in progress: the common case
+            if st.closed or event_time < st.event_time:
+                return None  # a repeat after the final frame, or an older update
+            st.candle = candle
+            st.event_time = event_time
+            if not final:
+                return None
+            st.closed = True
+            return [self._close(key[0], key[1], candle, event_time)]
+        symbol, timeframe = key
         if st is None or open_time > st.open_time:
             interval = close_time - open_time + 1
             if st is None:
@@ -64,14 +80,7 @@ class KlineTracker:
             if final:
                 events.append(self._close(symbol, timeframe, candle, event_time))
             return events
-        if open_time < st.open_time or st.closed or event_time < st.event_time:
-            return []  # stale, a repeat after the final frame, or an older update
-        st.candle = candle
-        st.event_time = event_time
-        if final:
-            st.closed = True
-            return [self._close(symbol, timeframe, candle, event_time)]
-        return []
+        return None  # a stale frame (an older bucket)
 
     def _first(self, key: tuple[str, str], open_time: int, interval: int) -> list[FeedEvent]:
         since = self._since.pop(key, None)
