@@ -38,6 +38,11 @@ _WRITE_BATCH = 1000
 _BEAT_WRITE_S = 0.1
 _QUEUE_LIMIT = 50_000
 _RATE_LIMIT_RETRIES = 5
+# A background repair that fails (venue errors, rate limits beyond the retries) is tried again
+# after this delay, doubling up to the cap, until it succeeds or the session ends: a gap the
+# feed reported must never be left in place.
+_REPAIR_RETRY_S = 0.5
+_REPAIR_RETRY_MAX_S = 30.0
 
 
 class Counters:
@@ -48,6 +53,7 @@ class Counters:
         self.gaps = 0
         self.backfilled = 0
         self.rate_limited = 0
+        self.repair_retries = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -172,7 +178,10 @@ class FeedSession:
         elif isinstance(event, FeedGap):
             self.counters.gaps += 1
             self._log.warning("feed gap; repairing from REST", reason=event.reason)
-            self._spawn(self.backfill(event.symbols or self.symbols))
+            # Repair from the bucket before the one in progress at the gap: later live closes
+            # must not hide a hole behind them if the repair has to be retried.
+            since = self._exchange_time or None
+            self._spawn(self._backfill_until_done(event.symbols or self.symbols, since_ms=since))
         elif isinstance(event, FeedDropped):
             self.counters.dropped += 1
             if self.counters.dropped <= 10 or self.counters.dropped % 1000 == 0:
@@ -182,6 +191,30 @@ class FeedSession:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    async def _backfill_until_done(
+        self, symbols: Sequence[str], *, since_ms: int | None = None
+    ) -> None:
+        """`backfill`, retried with backoff until it succeeds (or the session ends)."""
+        delay = _REPAIR_RETRY_S
+        attempt = 1
+        while True:
+            try:
+                await self.backfill(symbols, since_ms=since_ms)
+                return
+            except Exception as exc:  # any failure is retried, never dropped
+                raise_if_cancelled()
+                self.counters.repair_retries += 1
+                self._log.warning(
+                    "repair failed; retrying",
+                    error=str(exc),
+                    attempt=attempt,
+                    in_s=delay,
+                    symbols=len(symbols),
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _REPAIR_RETRY_MAX_S)
+            attempt += 1
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -291,8 +324,13 @@ class FeedSession:
         return sorted([*have, *missing], key=lambda c: c.timestamp)
 
     # -- backfill ----------------------------------------------------------------------------
-    async def backfill(self, symbols: Sequence[str]) -> None:
-        """Fetch every missing closed candle of these symbols for every tracked timeframe."""
+    async def backfill(self, symbols: Sequence[str], *, since_ms: int | None = None) -> None:
+        """Fetch every missing closed candle of these symbols for every tracked timeframe.
+
+        Normally that is everything after the newest stored candle; with `since_ms` (a gap seen
+        at that venue time) the window also reaches back to the bucket before the one in
+        progress then, so a hole behind candles stored since is filled too (buckets already
+        stored are skipped by the cache, and announced only once)."""
         now = await self._adapter.server_time()
         self._exchange_time = max(self._exchange_time, now)
         series = [(s, tf) for s in symbols for tf in self._settings.timeframes]
@@ -301,19 +339,24 @@ class FeedSession:
 
         async def one(symbol: str, tf: str) -> None:
             async with limit:
-                n = await self._backfill_series(symbol, tf, now)
+                n = await self._backfill_series(symbol, tf, now, since_ms)
             progress.step(n)
 
         async with asyncio.TaskGroup() as tg:
             for symbol, tf in series:
                 tg.create_task(one(symbol, tf))
 
-    async def _backfill_series(self, symbol: str, tf: str, now: int) -> int:
+    async def _backfill_series(
+        self, symbol: str, tf: str, now: int, since_ms: int | None = None
+    ) -> int:
         entry = self._entries.get(symbol) or SymbolEntry(symbol=symbol)
         user = entry.user_ids[0] if entry.tier == 2 and entry.user_ids else None
         latest = await self._cache.latest_timestamp(
             self._info.id, symbol, tf, tier=entry.tier if user else 1, user_id=user
         )
+        if since_ms is not None and latest is not None:
+            step = interval_ms(tf)
+            latest = min(latest, since_ms - since_ms % step - 2 * step)
         window = backfill_window(
             latest_stored=latest, now_ms=now, timeframe=tf, history=self._settings.history_candles
         )
@@ -354,7 +397,7 @@ class FeedSession:
 
     def request_backfill(self, symbols: Sequence[str]) -> None:
         """Backfill these symbols in the background (the `force-backfill` command)."""
-        self._spawn(self.backfill(symbols))
+        self._spawn(self._backfill_until_done(symbols))
 
     # -- live changes ------------------------------------------------------------------------
     async def update_entries(self, entries: Sequence[SymbolEntry]) -> None:
@@ -367,7 +410,7 @@ class FeedSession:
         if self._feed is not None and (gained or lost):
             await self._feed.update_symbols(list(new))
         if gained:
-            self._spawn(self.backfill(gained))
+            self._spawn(self._backfill_until_done(gained))
 
     async def stop_tasks(self) -> None:
         for task in list(self._tasks):

@@ -49,8 +49,17 @@ class RateLimiter:
         return cls(rate=budget / 60.0, capacity=budget, **kw)
 
     @classmethod
-    def per_second(cls, limit: float, *, burst: float | None = None, **kw: Any) -> RateLimiter:
-        return cls(rate=limit, capacity=burst if burst is not None else max(1.0, limit), **kw)
+    def per_second(
+        cls, limit: float, *, burst: float | None = None, safety: float = 0.95, **kw: Any
+    ) -> RateLimiter:
+        """A limit published per second (Coinbase public REST), paced evenly `safety` below it.
+
+        No burst by default: a bucket holding a second's worth of tokens would let through its
+        burst plus a second of refill in the same second (twice the limit), which a venue
+        counting per second refuses with 429. Evenly spaced requests never exceed it, and the
+        margin absorbs jitter in when they arrive."""
+        rate = max(1e-3, limit * safety)
+        return cls(rate=rate, capacity=burst if burst is not None else 1.0, **kw)
 
     @property
     def tokens(self) -> float:

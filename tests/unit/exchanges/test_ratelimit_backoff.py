@@ -41,6 +41,23 @@ async def test_burst_up_to_capacity_then_paced_at_rate() -> None:
     assert clock.now == pytest.approx(1001.0)  # 20 requests in one second at 10/s + burst 10
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.35, 0.999])
+async def test_per_second_never_exceeds_the_limit_in_any_second(offset: float) -> None:
+    """Coinbase counts requests per second: no one-second window may see more than the limit,
+    whenever the requests start (a full bucket plus its refill would allow twice as many)."""
+    clock = FakeClock()
+    clock.now += offset
+    lim = RateLimiter.per_second(10, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+    for _ in range(100):
+        await lim.acquire()
+        sent.append(clock.now)
+    assert max(sum(1 for t in sent if w <= t < w + 1.0) for w in sent) <= 10
+    for second in {int(t) for t in sent}:  # fixed windows too, as the venue counts them
+        assert sum(1 for t in sent if int(t) == second) <= 10
+    assert sent[-1] - sent[0] <= 99 / (10 * 0.95) + 1e-6  # and no slower than the margin
+
+
 async def test_weighted_costs() -> None:
     clock = FakeClock()
     lim = RateLimiter.per_minute(6000, safety=1.0, clock=clock, sleep=clock.sleep)
