@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from livermore_common import messages
 from livermore_common.keys import TIER_SHARED, TIER_USER, KeySpace
@@ -195,6 +196,10 @@ class CandleCache:
             if isinstance(reply, Exception):
                 raise reply
         return sum(int(r) for r in replies)
+
+    def writer(self, *, legacy_user_ids: Sequence[int] = ()) -> ClosedWriter:
+        """A pipelined `announce_closed_many` on a connection of its own (see `ClosedWriter`)."""
+        return ClosedWriter(self, tuple(legacy_user_ids))
 
     def _packed(self, events: Sequence[CandleClosed], legacy_user_ids: tuple[int, ...]) -> bytes:
         """One EVAL of the announce script for `events`, in the Redis protocol."""
@@ -421,3 +426,70 @@ class CandleCache:
             # The previous release may have stored another shape: treat it as absent.
             _log.warning("legacy indicator value not readable", key=legacy, error=str(exc))
             return None
+
+
+class ClosedWriter:
+    """`announce_closed_many` pipelined: `send` a batch, `settle` later, on one connection.
+
+    A batch is sent before the replies to the ones before it are read, so Redis runs one batch
+    while the caller packs the next. Everything goes through one connection, so Redis applies
+    the batches in the order they were sent: the order of announcements is the order of the
+    batches, exactly as with awaited calls one after another. An error reply is raised by
+    `settle`; on any failure or cancellation the connection is dropped (unread replies never
+    reach its next user). Use as `async with cache.writer() as w:`.
+    """
+
+    def __init__(self, cache: CandleCache, legacy_user_ids: tuple[int, ...]) -> None:
+        self._cache = cache
+        self._legacy = legacy_user_ids
+        self._pool = cache._redis.connection_pool
+        self._conn: Any = None
+        self._pending: list[int] = []  # script calls per batch in flight, oldest first
+
+    @property
+    def pending(self) -> int:
+        """Batches sent whose replies are not read yet."""
+        return len(self._pending)
+
+    async def __aenter__(self) -> ClosedWriter:
+        self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if exc_type is not None or self._pending:  # failed, or replies left unread
+                await conn.disconnect()
+        finally:
+            self._pending.clear()
+            await self._pool.release(conn)
+
+    async def send(self, events: Sequence[CandleClosed]) -> None:
+        """Send the calls announcing `events` (in order) without waiting for their replies."""
+        if not events:
+            return
+        conn, cache, calls = self._conn, self._cache, 0
+        for i in range(0, len(events), _SCRIPT_BATCH):
+            packed = cache._packed(events[i : i + _SCRIPT_BATCH], self._legacy)
+            # No health check (a PING) while replies are pending: its reply would be misread.
+            await conn.send_packed_command(packed, check_health=not self._pending and not calls)
+            calls += 1
+        self._pending.append(calls)
+
+    async def settle(self, batches: int = 1) -> int:
+        """Read the replies of the oldest `batches` batches (all: -1); how many candles they
+        announced. Raises the first error reply (after reading the batch's replies)."""
+        announced = 0
+        count = len(self._pending) if batches < 0 else min(batches, len(self._pending))
+        for _ in range(count):
+            error: Exception | None = None
+            for _ in range(self._pending[0]):
+                try:
+                    announced += int(await self._conn.read_response())
+                except ResponseError as exc:
+                    error = error or exc
+                self._pending[0] -= 1
+            self._pending.pop(0)
+            if error is not None:
+                raise error
+        return announced

@@ -127,8 +127,8 @@ class FeedSession:
     async def _consume(self, feed: Feed) -> None:
         loop = asyncio.get_running_loop()
         iterator = aiter(feed)
+        raise_if_cancelled()
         while True:
-            raise_if_cancelled()
             self._waiting_since = loop.time()
             try:
                 event = await anext(iterator)
@@ -139,6 +139,8 @@ class FeedSession:
                 self._queue.put_nowait(self._on_closed(event))  # the hot case, no coroutine
             else:
                 await self._on_event(event)
+                # Only the slow path awaits library calls that may swallow a cancellation.
+                raise_if_cancelled()
 
     async def _stall_watch(self) -> None:
         """Raise when `_consume` has waited too long for the feed's next event (one watchdog:
@@ -244,28 +246,64 @@ class FeedSession:
         )
 
     async def _write_loop(self) -> None:
+        """Live closes in batches, pipelined: batch N+1 is sent before the replies to batch N
+        are read (Redis runs one while the next is built), on one connection, so batches are
+        applied in order. Nothing waits unsettled when the queue is empty (latency), nor
+        before higher timeframes read the base candles just written."""
         await self._ready.wait()
-        while True:
-            raise_if_cancelled()
-            batch = [await self._queue.get()]
-            while len(batch) < _WRITE_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write_live(batch)
+        queue = self._queue
+        async with self._cache.writer(legacy_user_ids=self._settings.legacy_user_ids) as out:
+            while True:
+                raise_if_cancelled()
+                if out.pending and queue.empty():
+                    self.counters.announced += await out.settle(-1)
+                    continue
+                batch = [await queue.get()]
+                while len(batch) < _WRITE_BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                events, due = self._live_events(batch)
+                await out.send(events)
+                if due:
+                    self.counters.announced += await out.settle(-1)
+                    await self._finalize(due)
+                elif out.pending > 1:
+                    self.counters.announced += await out.settle(1)
 
-    async def _write_live(self, batch: list[tuple[ClosedCandle, int]]) -> None:
-        entries, stored = self._entries, self._stored_native
-        events = [
-            self._closed_event(c.symbol, c.timeframe, c.candle, c.exchange_time, received)
-            for c, received in batch
-            if c.symbol in entries and c.timeframe in stored
-        ]
-        self.counters.announced += await self._announce(events)
+    def _live_events(
+        self, batch: list[tuple[ClosedCandle, int]]
+    ) -> tuple[list[CandleClosed], list[DueBucket]]:
+        """The events to announce for live closes (`_closed_event` inline), and the higher
+        buckets they complete."""
+        entries, stored, bases = self._entries, self._stored_native, self._bases
+        ex_id, ex_name = self._info.id, self._info.name
+        events: list[CandleClosed] = []
         due: list[DueBucket] = []
-        for c, _ in batch:
-            if c.timeframe in self._bases:
-                due += self._higher.on_base_closed(c.symbol, c.timeframe, c.candle.timestamp)
-        if due:
-            await self._finalize(due)
+        for c, received in batch:
+            symbol, tf = c.symbol, c.timeframe
+            entry = entries.get(symbol)
+            if entry is not None and tf in stored:
+                k = c.candle
+                events.append(
+                    CandleClosed(
+                        exchange_id=ex_id,
+                        exchange=ex_name,
+                        symbol=symbol,
+                        timeframe=tf,
+                        timestamp=k.timestamp,
+                        open=k.open,
+                        high=k.high,
+                        low=k.low,
+                        close=k.close,
+                        volume=k.volume,
+                        exchange_time=c.exchange_time,
+                        tier=entry.tier,
+                        user_ids=entry.user_ids if entry.tier == 2 else (),
+                        received_at=received,
+                    )
+                )
+            if tf in bases:
+                due += self._higher.on_base_closed(symbol, tf, c.candle.timestamp)
+        return events, due
 
     async def _announce(self, events: list[CandleClosed]) -> int:
         if not events:

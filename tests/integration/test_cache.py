@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from livermore_common import messages
 from livermore_common.cache import CandleCache
@@ -367,3 +368,27 @@ async def test_memory_per_stored_candle(redis_client: aioredis.Redis, keyspace: 
     print(f"\nRedis memory: {per_candle:.1f} B/candle ({encoding}); member {len(member)} B")
     assert await eventually(lambda: cache.count(1, "BTC-USD", "1m")) == 1000
     assert len(member) < 140 and per_candle < 400  # a regression guard, not the target
+
+
+async def test_the_pipelined_writer_applies_batches_in_order_and_raises_errors(
+    redis_client: aioredis.Redis, keyspace: KeySpace
+) -> None:
+    cache = CandleCache(redis_client, keyspace)
+    batches = [[closed(i, symbol=s) for s in ("A-USD", "B-USD")] for i in range(5)]
+    async with cache.writer() as writer:
+        for batch in batches:
+            await writer.send(batch)  # nothing read yet: all five in flight
+        assert writer.pending == 5
+        assert await writer.settle(2) == 4
+        await writer.send(batches[0])  # a repeat: first write wins
+        assert await writer.settle(-1) == 6
+        assert writer.pending == 0
+    assert await _stream_events(redis_client, keyspace) == [e for b in batches for e in b]
+
+    await redis_client.set(keyspace.candle_key(1, "C-USD", "1m"), b"not a sorted set")
+    with pytest.raises(ResponseError):
+        async with cache.writer() as writer:
+            await writer.send([closed(9, symbol="C-USD")])
+            await writer.send([closed(9, symbol="D-USD")])  # still applied: sent before
+            await writer.settle(-1)
+    assert await cache.count(1, "D-USD", "1m") == 1
