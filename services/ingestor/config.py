@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -29,6 +30,9 @@ class IngestorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Grace after a bucket's end (exchange clock) before an incomplete aggregate is repaired.
     close_grace_ms: int = 3_000
     stall_timeout_s: float = 0.0  # 0 = derived from the venue's expected message interval
+    # PEM certificates trusted for the venue's wss:// and https:// besides the system's (e.g. the
+    # simulator's with `--tls`); from LIVERMORE_EXCHANGE_CA_FILE. Verification always stays on.
+    exchange_ca_file: str = ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +71,9 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         raise ConfigError(str(exc)) from None
     if not timeframes:
         raise ConfigError("--timeframes must name at least one timeframe")
+    ca_file = environ.get("LIVERMORE_EXCHANGE_CA_FILE", "").strip()
+    if ca_file and not os.path.isfile(ca_file):
+        raise ConfigError(f"LIVERMORE_EXCHANGE_CA_FILE {ca_file!r} is not a readable file")
     return IngestorSettings(
         common=load_common(environ),
         exchange=exchange,
@@ -75,6 +82,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         timeframes=timeframes,
         history_candles=max(1, args.history),
         legacy_user_ids=legacy,
+        exchange_ca_file=ca_file,
     )
 
 

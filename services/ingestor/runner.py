@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from livermore_common.db import Database
-from livermore_common.exchanges.base import ExchangeAdapter, ExchangeInfo
+from livermore_common.exchanges.base import AdapterOptions, ExchangeAdapter, ExchangeInfo
 from livermore_common.exchanges.factory import ExchangeAdapterFactory
 from livermore_common.keys import KeySpace
 from livermore_common.lifecycle import ServiceContext
@@ -26,6 +26,11 @@ def info_from_row(row: ExchangeRow) -> ExchangeInfo:
     )
 
 
+def adapter_options(settings: IngestorSettings) -> AdapterOptions:
+    """The adapters' options from the ingestor's settings (the venue CA file, if any)."""
+    return AdapterOptions(ca_file=settings.exchange_ca_file or None)
+
+
 async def run_ingestor(ctx: ServiceContext, settings: IngestorSettings, keys: KeySpace) -> None:
     db = await ctx.exit_stack.enter_async_context(
         Database(settings.common.database_url, max_size=2)
@@ -37,7 +42,7 @@ async def run_ingestor(ctx: ServiceContext, settings: IngestorSettings, keys: Ke
         # Re-read at every connect: pointing an exchange elsewhere is a row update.
         return info_from_row(await db.get_exchange(exchange_id))
 
-    factory = ExchangeAdapterFactory(load_row)
+    factory = ExchangeAdapterFactory(load_row, options=adapter_options(settings))
     factory.adapter_class(info.name)  # fail at start when no adapter serves this exchange
 
     async def make_adapter() -> ExchangeAdapter:

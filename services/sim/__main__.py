@@ -49,6 +49,12 @@ def parse_args(argv: Sequence[str]) -> tuple[SimConfig, str | None, str | None]:
     p.add_argument("--history-minutes", type=int, default=2 * 1440)
     p.add_argument("--firehose", action="store_true", help="Binance 1m klines as fast as read")
     p.add_argument("--firehose-minutes", type=int, default=30)
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve https:// and wss:// with a self-signed certificate (its PEM: ca= on the "
+        "ready line)",
+    )
     p.add_argument("--binance-ping-interval", type=float, default=20.0)
     p.add_argument("--coinbase-public-rps", type=float, default=10.0)
     p.add_argument("--point-db", metavar="URL", default=None, help="update its exchanges rows")
@@ -64,6 +70,8 @@ def parse_args(argv: Sequence[str]) -> tuple[SimConfig, str | None, str | None]:
         history_minutes=a.history_minutes,
         firehose=a.firehose,
         firehose_minutes=a.firehose_minutes,
+        tls=a.tls,
+        tls_hosts=(a.advertise_host,) if a.advertise_host else (),
         binance_ping_interval_s=a.binance_ping_interval,
         coinbase_public_rps=a.coinbase_public_rps,
     )
@@ -89,7 +97,8 @@ async def serve(config: SimConfig, database_url: str | None, advertise: str | No
             updated = await point_db(database_url, urls)
             log.info("exchanges rows pointed at the simulator", rows=updated)
         coinbase, binance = (_advertised(u, advertise) for u in (sim.coinbase_url, sim.binance_url))
-        print(f"sim ready coinbase={coinbase} binance={binance}", flush=True)
+        ca = f" ca={sim.ca_file}" if sim.ca_file else ""
+        print(f"sim ready coinbase={coinbase} binance={binance}{ca}", flush=True)
         await stop.wait()
     log.info("simulator stopped")
 

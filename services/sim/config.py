@@ -43,3 +43,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # Binance firehose: frames pre-rendered for this many minutes, written as fast as read.
     firehose: bool = False
     firehose_minutes: int = 30
+    # Serve https:// and wss:// with a self-signed certificate made at start (its PEM file is
+    # `Simulator.ca_file`); hosts named in it besides localhost/127.0.0.1/::1 and `host`.
+    tls: bool = False
+    tls_hosts: tuple[str, ...] = ()

@@ -24,6 +24,7 @@ from services.sim.control import control_routes
 from services.sim.faults import Faults
 from services.sim.firehose import Firehose
 from services.sim.market import Market, markets
+from services.sim.tls import SimTls
 from services.sim.truth import Truth
 
 
@@ -41,12 +42,14 @@ class Simulator:
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._ports: dict[str, int] = {}
+        self._tls: SimTls | None = None
         self._closed = False
 
     # ---- addresses ----------------------------------------------------------------------
 
     def _url(self, scheme: str, exchange: str) -> str:
-        return f"{scheme}://{self.config.host}:{self._ports[exchange]}"
+        secure = "s" if self.config.tls else ""
+        return f"{scheme}{secure}://{self.config.host}:{self._ports[exchange]}"
 
     @property
     def binance_url(self) -> str:
@@ -63,6 +66,11 @@ class Simulator:
     @property
     def coinbase_ws_url(self) -> str:
         return self._url("ws", "coinbase")
+
+    @property
+    def ca_file(self) -> str | None:
+        """With `tls`: the PEM of the certificate both ports serve (clients trust it); else None."""
+        return self._tls.ca_file if self._tls is not None else None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -88,13 +96,16 @@ class Simulator:
     async def start(self) -> Simulator:
         if self.firehose is not None:
             self.firehose.prepare()  # before listening: a client never waits on rendering
+        if self.config.tls:
+            self._tls = SimTls([self.config.host, *self.config.tls_hosts])
+        ssl_context = self._tls.context if self._tls is not None else None
         apps = {"binance": self._binance_app(), "coinbase": self._coinbase_app()}
         ports = {"binance": self.config.binance_port, "coinbase": self.config.coinbase_port}
         for name, app in apps.items():
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             self._runners.append(runner)
-            site = web.TCPSite(runner, self.config.host, ports[name])
+            site = web.TCPSite(runner, self.config.host, ports[name], ssl_context=ssl_context)
             await site.start()
             self._ports[name] = int(runner.addresses[0][1])  # port 0: the one chosen
         if self.firehose is None:
@@ -115,6 +126,8 @@ class Simulator:
         for runner in reversed(self._runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
+        if self._tls is not None:
+            self._tls.cleanup()
 
     async def __aenter__(self) -> Simulator:
         try:

@@ -92,6 +92,9 @@ class AdapterOptions(msgspec.Struct, frozen=True, kw_only=True):
     trade_close_grace_ms: int = 2_000
     open_timeout_s: float = 10.0
     http_timeout_s: float = 15.0
+    # A PEM file of certificates trusted for wss:// and https:// on top of the system's (e.g. the
+    # simulator's self-signed one, `livermore sim --tls`); verification itself always stays on.
+    ca_file: str | None = None
 
 
 # ---- live feed events ------------------------------------------------------------------------

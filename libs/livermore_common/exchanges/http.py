@@ -9,6 +9,7 @@ and timeouts → TransientError. Messages name the venue, status and path, never
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -76,12 +77,15 @@ class HttpTransport:
         limiter: RateLimiter,
         timeout_s: float = 15.0,
         on_headers: HeaderHook | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context`: for https:// (None = the system's trust store)."""
         self.base_url = base_url.rstrip("/")
         self.venue = venue
         self.limiter = limiter
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._on_headers = on_headers
+        self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -89,7 +93,8 @@ class HttpTransport:
         if self._closed:
             raise RuntimeError(f"{self.venue} HTTP transport is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
     async def get(

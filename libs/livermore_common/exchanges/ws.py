@@ -41,6 +41,7 @@ from livermore_common.exchanges.base import (
     FeedStats,
     Heartbeat,
 )
+from livermore_common.exchanges.tls import client_context
 from livermore_common.logs import get_logger
 
 FrameHandler = Callable[["ObservedConnection", "str | bytes"], "list[FeedEvent] | None"]
@@ -173,6 +174,9 @@ async def open_socket(
     def create(*args: Any, **kwargs: Any) -> ObservedConnection:
         return ObservedConnection(*args, on_frame=on_frame, **kwargs)
 
+    context = client_context(options.ca_file) if url.startswith("wss:") else None
+    if context is not None:
+        kw.setdefault("ssl", context)
     try:
         conn = await connect(
             url,

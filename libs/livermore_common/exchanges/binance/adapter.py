@@ -19,6 +19,7 @@ from livermore_common.exchanges.binance import schemas as s
 from livermore_common.exchanges.binance.client import MAX_KLINES, BinanceRestClient
 from livermore_common.exchanges.binance.feed import BinanceFeed
 from livermore_common.exchanges.ratelimit import RateLimiter, limit_value
+from livermore_common.exchanges.tls import client_context
 from livermore_common.exchanges.validation import InvalidFrame
 from livermore_common.logs import get_logger
 from livermore_common.messages import Candle
@@ -78,6 +79,7 @@ class BinanceAdapter:
             timeout_s=self.options.http_timeout_s,
             weights=weights if isinstance(weights, dict) else None,
             venue=info.name,
+            ssl_context=client_context(self.options.ca_file),
         )
         self._horizon = 0
         self._feeds: list[BinanceFeed] = []

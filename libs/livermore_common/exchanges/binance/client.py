@@ -7,6 +7,7 @@ processes sharing one IP still stay under the limit; 429/418 + Retry-After hold 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
@@ -41,6 +42,7 @@ class BinanceRestClient:
         timeout_s: float,
         weights: Mapping[str, float] | None = None,
         venue: str = "binance",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.limiter = limiter
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
@@ -50,6 +52,7 @@ class BinanceRestClient:
             limiter=limiter,
             timeout_s=timeout_s,
             on_headers=self._observe_weight,
+            ssl_context=ssl_context,
         )
 
     def _observe_weight(self, headers: Mapping[str, str]) -> None:

@@ -19,6 +19,7 @@ from livermore_common.exchanges.coinbase.client import MAX_CANDLES, CoinbaseRest
 from livermore_common.exchanges.coinbase.feed import CoinbaseFeed
 from livermore_common.exchanges.ratelimit import RateLimiter, limit_value
 from livermore_common.exchanges.signing import coinbase_jwt
+from livermore_common.exchanges.tls import client_context
 from livermore_common.exchanges.validation import InvalidFrame
 from livermore_common.logs import get_logger
 from livermore_common.messages import Candle
@@ -72,6 +73,7 @@ class CoinbaseAdapter:
             info.rest_url,
             limiter=RateLimiter.per_second(rps),
             timeout_s=self.options.http_timeout_s,
+            ssl_context=client_context(self.options.ca_file),
         )
         self._horizon = 0  # latest venue time seen (ms); later than any closed bucket end
         self._feeds: list[CoinbaseFeed] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from urllib.parse import quote, urlencode, urlsplit
 
 from livermore_common.exchanges.base import Credentials
@@ -21,8 +22,21 @@ ACCOUNTS_PAGE = 250
 class CoinbaseRestClient:
     """Thin typed wrappers over the endpoints the adapter uses."""
 
-    def __init__(self, rest_url: str, *, limiter: RateLimiter, timeout_s: float) -> None:
-        self.http = HttpTransport(rest_url, venue="coinbase", limiter=limiter, timeout_s=timeout_s)
+    def __init__(
+        self,
+        rest_url: str,
+        *,
+        limiter: RateLimiter,
+        timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.http = HttpTransport(
+            rest_url,
+            venue="coinbase",
+            limiter=limiter,
+            timeout_s=timeout_s,
+            ssl_context=ssl_context,
+        )
         # The JWT `uri` claim names the host the request goes to.
         self.host = urlsplit(rest_url).netloc
 
