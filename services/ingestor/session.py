@@ -392,7 +392,10 @@ class FeedSession:
         latest = await self._cache.latest_timestamp(
             self._info.id, symbol, tf, tier=entry.tier if user else 1, user_id=user
         )
-        if since_ms is not None and latest is not None:
+        if since_ms is not None and latest is not None and tf in self._stored_native:
+            # Only what the feed streams can have a hole from a feed gap; the other timeframes
+            # are combined from those (or fetched when their time comes), so their window is
+            # unchanged and a repair costs one call per streamed series, not per timeframe.
             step = interval_ms(tf)
             latest = min(latest, since_ms - since_ms % step - 2 * step)
         window = backfill_window(
