@@ -13,16 +13,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
-import redis.asyncio as aioredis
+import msgspec
 
 from livermore_common import messages
 from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
 
-from .rules import AlertDecision, AlertState, evaluate_update, timeframe_bias, to_alert
-from .store import AlertStateStore, Commit
+from .rules import AlertDecision, AlertState, evaluate_update, to_alert
+from .store import AlertStateStore, Commit, ContextSpec, Publication
 
 SeriesId = tuple[int, str, str]
 Notifier = Callable[[Alert], None]
@@ -49,16 +50,16 @@ class AlertEvaluator:
         store: AlertStateStore,
         keys: KeySpace,
         notify: Notifier | None = None,
+        context: bool = True,
         context_timeframes: Sequence[str] = ("1m", "5m", "15m", "1h", "4h", "1d"),
-        redis: aioredis.Redis | None = None,
         order_wait_s: float = 2.0,
     ) -> None:
         self._order_wait_s = order_wait_s
         self._store = store
         self._keys = keys
         self._notify = notify
+        self._context = context
         self._context_tfs = tuple(context_timeframes)
-        self._redis = redis
         self.stats = Stats()
         self._states: dict[str, tuple[str, bytes | None]] = {}
 
@@ -125,10 +126,10 @@ class AlertEvaluator:
             attempted[key] = (series, updates)
         if not planned:
             return list(left.values()), 0
-        commits, all_alerts = await self._commits(planned)
-        results = await self._store.commit(commits)
+        commits, per_item = self._commits(planned)
+        results, contexts = await self._store.commit(commits)
         lost = self._remember(commits, results)
-        self._published(all_alerts, lost)
+        self._published(per_item, results, contexts)
         for key in lost:
             left[key] = attempted[key]  # redo the whole series from the new state
         return list(left.values()), len(lost)
@@ -157,55 +158,51 @@ class AlertEvaluator:
                 lost.add(key)
         return lost
 
-    async def _commits(self, planned: list[_Planned]) -> tuple[list[Commit], list[Alert]]:
-        """The store's commit items, with the alerts built (one context read for all)."""
-        updates = [u for *_, decided in planned for u, _ in decided]
-        contexts = iter(await self._contexts(updates))
+    def _commits(self, planned: list[_Planned]) -> tuple[list[Commit], list[list[Alert]]]:
+        """The store's commit items, and each item's alerts (without their context: the store's
+        script reads it and completes the payloads)."""
         commits: list[Commit] = []
-        all_alerts: list[Alert] = []
+        per_item: list[list[Alert]] = []
         for key, channel, ts, blob, state, decided in planned:
             alerts: list[Alert] = []
+            publications: list[Publication] = []
             for update, decisions in decided:
-                context = next(contexts)
-                alerts += [to_alert(d, update, context=context) for d in decisions]
-            encoded = [messages.encode(a) for a in alerts]
+                spec = self._context_spec(update)
+                for decision in decisions:
+                    alert = to_alert(decision, update)
+                    alerts.append(alert)
+                    publications.append(Publication(messages.encode(alert), spec))
             commits.append(
-                (key, channel, ts, blob, state.last_timestamp or 0, state.to_bytes(), encoded)
+                (key, channel, ts, blob, state.last_timestamp or 0, state.to_bytes(), publications)
             )
-            all_alerts += alerts
-        return commits, all_alerts
+            per_item.append(alerts)
+        return commits, per_item
 
-    def _published(self, alerts: list[Alert], lost: set[str]) -> None:
-        for alert in alerts:
-            key = self._keys.alert_state_key(
-                alert.source_exchange_id, alert.symbol, alert.timeframe
-            )
-            if key not in lost:
-                self.stats.alerts += 1
-                if self._notify is not None:
-                    self._notify(alert)
-
-    async def _contexts(self, updates: list[IndicatorUpdate]) -> list[dict[str, object] | None]:
-        """Per update: stages of the symbol's other timeframes and the weighted bias (DOMAIN.md
-        §6), read in one MGET for all of them."""
-        if self._redis is None or not updates:
-            return [None] * len(updates)
-        wanted = [[tf for tf in self._context_tfs if tf != u.timeframe] for u in updates]
-        names = [
-            self._keys.indicator_key(u.exchange_id, u.symbol, tf, u.type)
-            for u, tfs in zip(updates, wanted, strict=True)
-            for tf in tfs
+    def _context_spec(self, update: IndicatorUpdate) -> ContextSpec | None:
+        """The stages the context reads (DOMAIN.md §6): the symbol's other timeframes."""
+        if not self._context:
+            return None
+        others = [
+            (tf, self._keys.indicator_key(update.exchange_id, update.symbol, tf, update.type))
+            for tf in self._context_tfs
+            if tf != update.timeframe
         ]
-        raws = iter(await self._redis.mget(names) if names else [])
-        out: list[dict[str, object] | None] = []
-        for update, tfs in zip(updates, wanted, strict=True):
-            stages = {update.timeframe: update.stage}
-            for tf in tfs:
-                raw = next(raws)
-                if raw:
-                    stages[tf] = messages.decode(raw, IndicatorUpdate).stage
-            out.append({"stages": stages, "bias": timeframe_bias(stages).bias})
-        return out
+        return ContextSpec(update.timeframe, update.stage, others)
+
+    def _published(
+        self, per_item: list[list[Alert]], results: list[bool], contexts: list[bytes]
+    ) -> None:
+        """Count the alerts that were published and hand them (with the context the script
+        gave them) to the notifier."""
+        ctx = iter(contexts)
+        for alerts, ok in zip(per_item, results, strict=True):
+            if not ok:
+                continue
+            for alert in alerts:
+                self.stats.alerts += 1
+                context = messages.decode(next(ctx), dict[str, Any]) if self._context else None
+                if self._notify is not None:
+                    self._notify(msgspec.structs.replace(alert, context=context))
 
 
 def _decide(

@@ -29,7 +29,6 @@ async def run_alerts(ctx: ServiceContext, settings: AlertSettings) -> None:
         store=AlertStateStore(ctx.redis, stream=keys.alert_stream),
         keys=keys,
         notify=notifier,
-        redis=ctx.redis,
     )
     consumer = StreamConsumer(
         ctx.redis,

@@ -46,9 +46,7 @@ async def publish_alerts(redis: aioredis.Redis, keys: KeySpace, series: int = 4)
     worker = IndicatorWorker(
         store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
     )
-    evaluator = AlertEvaluator(
-        store=AlertStateStore(redis, stream=keys.alert_stream), keys=keys, redis=redis
-    )
+    evaluator = AlertEvaluator(store=AlertStateStore(redis, stream=keys.alert_stream), keys=keys)
     consumers = [
         StreamConsumer(redis, keys.candle_closed_stream, "indicators", "w1", worker.handle),
         StreamConsumer(redis, keys.indicator_stream, "alerts", "e1", evaluator.handle),

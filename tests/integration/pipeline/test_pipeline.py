@@ -43,7 +43,6 @@ class Pipeline:
         self.evaluator = AlertEvaluator(
             store=AlertStateStore(redis, stream=keys.alert_stream),
             keys=keys,
-            redis=redis,
         )
         self.history = HistoryWriter(db)
         self.indicator_consumer = StreamConsumer(

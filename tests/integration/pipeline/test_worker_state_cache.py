@@ -93,7 +93,7 @@ async def test_two_evaluators_taking_turns_raise_every_alert_once(redis_client, 
 
     def evaluator():  # type: ignore[no-untyped-def]
         store = AlertStateStore(redis_client, stream=keyspace.alert_stream)
-        return AlertEvaluator(store=store, keys=keyspace, redis=redis_client)
+        return AlertEvaluator(store=store, keys=keyspace)
 
     a, b = evaluator(), evaluator()
     n, turn = 0, 0
