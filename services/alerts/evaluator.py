@@ -61,7 +61,10 @@ class AlertEvaluator:
         self._context = context
         self._context_tfs = tuple(context_timeframes)
         self.stats = Stats()
-        self._states: dict[str, tuple[str, bytes | None]] = {}
+        # state key -> (stored ts, stored bytes, the same decoded): last committed or read.
+        self._states: dict[str, tuple[str, bytes | None, AlertState]] = {}
+        # series -> (state key, alert channel), built once per series.
+        self._names: dict[SeriesId, tuple[str, str]] = {}
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         by_series: dict[SeriesId, list[IndicatorUpdate]] = {}
@@ -107,13 +110,14 @@ class AlertEvaluator:
     ) -> tuple[list[tuple[SeriesId, list[IndicatorUpdate]]], int]:
         """One pass; returns what is left (CAS losers and updates waiting for a predecessor) and
         how many series lost the CAS."""
-        state_keys = [self._keys.alert_state_key(*series) for series, _ in items]
-        stored = await self._load(state_keys)
+        names = [self._series_names(series) for series, _ in items]
+        stored = await self._load([key for key, _ in names])
         planned: list[_Planned] = []
         left: dict[str, tuple[SeriesId, list[IndicatorUpdate]]] = {}
         attempted: dict[str, tuple[SeriesId, list[IndicatorUpdate]]] = {}
-        for (series, updates), key, (ts, blob) in zip(items, state_keys, stored, strict=True):
-            state = AlertState.from_bytes(blob) if blob else AlertState()
+        for (series, updates), (key, channel), (ts, blob, state) in zip(
+            items, names, stored, strict=True
+        ):
             ready, later = self._ready(state, updates, patient)
             if later:
                 left[key] = (series, later)
@@ -121,38 +125,52 @@ class AlertEvaluator:
             state, decided = _decide(state, ready)
             if state.last_timestamp is None or ts == str(state.last_timestamp):
                 continue  # nothing new for this series (replays only, or all waiting)
-            channel = self._keys.alerts_channel(series[0])
             planned.append((key, channel, ts, blob or b"", state, decided))
             attempted[key] = (series, updates)
         if not planned:
             return list(left.values()), 0
         commits, per_item = self._commits(planned)
         results, contexts = await self._store.commit(commits)
-        lost = self._remember(commits, results)
+        lost = self._remember(planned, commits, results)
         self._published(per_item, results, contexts)
         for key in lost:
             left[key] = attempted[key]  # redo the whole series from the new state
         return list(left.values()), len(lost)
 
-    async def _load(self, state_keys: list[str]) -> list[tuple[str, bytes | None]]:
-        """Stored (ts, state) per key: what this evaluator last committed or read, else from
-        Redis. A remembered state is only the commit's expectation, checked by the store (ts and
-        bytes), so a series another evaluator moved on is reloaded and redone."""
+    def _series_names(self, series: SeriesId) -> tuple[str, str]:
+        names = self._names.get(series)
+        if names is None:
+            if len(self._names) >= _STATE_CACHE_LIMIT:
+                self._names.clear()
+            names = self._names[series] = (
+                self._keys.alert_state_key(*series),
+                self._keys.alerts_channel(series[0]),
+            )
+        return names
+
+    async def _load(self, state_keys: list[str]) -> list[tuple[str, bytes | None, AlertState]]:
+        """Stored (ts, state bytes, state) per key: what this evaluator last committed or read,
+        else from Redis. A remembered state is only the commit's expectation, checked by the store
+        (ts and bytes), so a series another evaluator moved on is reloaded and redone."""
         states = self._states
         missing = [key for key in state_keys if key not in states]
         if missing:
             if len(states) + len(missing) > _STATE_CACHE_LIMIT:
                 states.clear()
-            for key, value in zip(missing, await self._store.load(missing), strict=True):
-                states[key] = value
+            for key, (ts, blob) in zip(missing, await self._store.load(missing), strict=True):
+                states[key] = (ts, blob, AlertState.from_bytes(blob) if blob else AlertState())
         return [states[key] for key in state_keys]
 
-    def _remember(self, commits: list[Commit], results: list[bool]) -> set[str]:
+    def _remember(
+        self, planned: list[_Planned], commits: list[Commit], results: list[bool]
+    ) -> set[str]:
         """Remember committed states; forget (to reload) those that lost; return the losers."""
         lost: set[str] = set()
-        for (key, _, _, _, new_ts, state, _), ok in zip(commits, results, strict=True):
+        for plan, (key, _, _, _, new_ts, blob, _), ok in zip(
+            planned, commits, results, strict=True
+        ):
             if ok:
-                self._states[key] = (str(new_ts), state)
+                self._states[key] = (str(new_ts), blob, plan[4])
             else:
                 self._states.pop(key, None)
                 lost.add(key)
