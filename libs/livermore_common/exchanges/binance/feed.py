@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ from livermore_common.exchanges.binance.klines import KlineTracker
 from livermore_common.exchanges.ratelimit import RateLimiter
 from livermore_common.exchanges.validation import InvalidFrame
 from livermore_common.exchanges.ws import FeedBase, FrameHandler, ObservedConnection, open_socket
+from livermore_common.messages import Candle
 
 CLOCK_TICK_MS = 1_000  # venue time between two clock heartbeats taken from kline event times
 URL_STREAMS = 200  # streams named in the connect URL; the rest are SUBSCRIBEd
@@ -312,7 +314,21 @@ class BinanceFeed(FeedBase):
         key = (k.s, k.i)
         if key not in self._wanted:
             return None  # a stream being unsubscribed, or one we never asked for
-        events = self._tracker.update(key, parse.live_candle(k), k.T, k.x, event.E)
+        # `parse.live_candle`, inline: the common case in one test, anything else through the
+        # full check (its precise reason, or the candle it still accepts).
+        t, o, h, lo, c, v = k.t, k.o, k.h, k.l, k.c, k.v
+        if (
+            0 <= lo <= h
+            and o >= 0
+            and c >= 0
+            and v >= 0
+            and 0 <= t <= k.T
+            and isfinite(o + h + c + v)
+        ):
+            candle = Candle(timestamp=t, open=o, high=h, low=lo, close=c, volume=v)
+        else:
+            candle = parse.kline_candle(k)
+        events = self._tracker.update(key, candle, k.T, k.x, event.E)
         if events is not None:
             for ev in events:
                 if type(ev) is ClosedCandle:
