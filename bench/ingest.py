@@ -10,10 +10,14 @@ Three figures, each printed with its ratio to the target (ARCHITECTURE.md "Perfo
 
 The simulator runs in its own process (`python -m services.sim --firehose`), so it does not share
 this process's core; its frames (symbols x minutes x 4) are rendered before the clock starts.
-It serves plain `ws://` (no TLS), which the printout says. Everything written to Redis lives under
-a unique namespace, deleted (SCAN) at the end.
+Figures 2 and 3 are measured twice: over plain `ws://`, then over TLS (`wss://`, the simulator
+started with `--tls`, its self-signed certificate trusted through `AdapterOptions.ca_file`), the
+target's condition. The end-to-end window also reports the CPU this process, the simulator and
+the Redis server used (Linux /proc and INFO cpu), since the three share the machine. Everything
+written to Redis lives under a unique namespace, deleted (SCAN) at the end.
 
-    .venv/bin/python bench/ingest.py [--symbols 200] [--seconds 3] [--profile FILE]
+    .venv/bin/python bench/ingest.py [--symbols 200] [--seconds 3] [--transports plain,tls]
+                                     [--profile FILE]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 
@@ -127,8 +132,9 @@ def parse_only_in_process(symbols: int = 50, minutes: int = 60) -> float:
 
 
 @contextlib.asynccontextmanager
-async def simulator(symbols: int, minutes: int) -> AsyncIterator[str]:
-    """`python -m services.sim --firehose`; yields the Binance base URL once frames are ready."""
+async def simulator(symbols: int, minutes: int, tls: bool = False) -> AsyncIterator[Venue]:
+    """`python -m services.sim --firehose [--tls]`; yields the Binance base URL and the adapter
+    options (trusting the simulator's certificate with TLS) once frames are ready."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -142,6 +148,7 @@ async def simulator(symbols: int, minutes: int) -> AsyncIterator[str]:
         str(START_MS),
         "--history-minutes",
         "60",
+        *(["--tls"] if tls else []),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -152,7 +159,7 @@ async def simulator(symbols: int, minutes: int) -> AsyncIterator[str]:
         if not line.startswith("sim ready"):
             raise RuntimeError(f"simulator did not start: {line!r}")
         urls = dict(part.split("=", 1) for part in line.split()[2:])
-        yield urls["binance"]
+        yield Venue(urls["binance"], AdapterOptions(ca_file=urls.get("ca")), proc.pid)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -163,12 +170,32 @@ async def simulator(symbols: int, minutes: int) -> AsyncIterator[str]:
                 await proc.wait()
 
 
+class Venue(NamedTuple):
+    base_url: str  # http://host:port, or https:// with TLS
+    options: AdapterOptions
+    pid: int  # the simulator process
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 where /proc is unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu(redis: aioredis.Redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def exchange_info(base_url: str) -> ExchangeInfo:
     return ExchangeInfo(
         id=2,
         name="binance",
         display_name="Binance (simulator)",
-        ws_url=base_url.replace("http://", "ws://"),
+        ws_url="ws" + base_url.removeprefix("http"),  # ws:// or wss://
         rest_url=base_url,
     )
 
@@ -181,11 +208,9 @@ async def symbols_of(adapter: BinanceAdapter, count: int) -> list[str]:
 # ---- 2. parse only, over the socket -------------------------------------------------------------
 
 
-async def parse_only_socket(
-    base_url: str, symbols: int, seconds: float
-) -> tuple[float, float, int]:
+async def parse_only_socket(venue: Venue, symbols: int, seconds: float) -> tuple[float, float, int]:
     """(frames/s, CPU share, frames) the feed reads and parses with nobody writing anything."""
-    async with BinanceAdapter(exchange_info(base_url)) as adapter:
+    async with BinanceAdapter(exchange_info(venue.base_url), options=venue.options) as adapter:
         names = await symbols_of(adapter, symbols)
         feed = await adapter.open_feed(names, ["1m"])
         closed = 0
@@ -212,22 +237,24 @@ async def parse_only_socket(
 
 
 class Sample:
-    def __init__(self, session: FeedSession) -> None:
+    def __init__(self, session: FeedSession, sim_pid: int, redis_cpu: float) -> None:
         feed = session._feed
         self.t = time.perf_counter()
         self.cpu = time.process_time()
+        self.sim_cpu = process_cpu(sim_pid)
+        self.redis_cpu = redis_cpu
         self.frames = feed.stats.frames if feed is not None else 0
         self.announced = session.counters.announced
         self.backlog = session._queue.qsize()
 
 
 async def end_to_end(
-    base_url: str, redis_url: str, symbols: int, seconds: float, profile: str | None
+    venue: Venue, redis_url: str, symbols: int, seconds: float, profile: str | None
 ) -> dict[str, float]:
     namespace = f"bench:ingest:{uuid.uuid4().hex[:8]}:"
     keys = KeySpace(namespace)
     redis = aioredis.Redis.from_url(redis_url)
-    info = exchange_info(base_url)
+    info = exchange_info(venue.base_url)
     settings = IngestorSettings(
         common=CommonSettings(redis_url=redis_url, namespace=namespace),
         exchange="binance",
@@ -235,7 +262,7 @@ async def end_to_end(
         history_candles=1,
     )
     try:
-        async with BinanceAdapter(info) as adapter:
+        async with BinanceAdapter(info, options=venue.options) as adapter:
             names = await symbols_of(adapter, symbols)
             cache = CandleCache(redis, keys)
             await prime(cache, info, names, await adapter.server_time())
@@ -258,9 +285,9 @@ async def end_to_end(
             profiler = cProfile.Profile() if profile else None
             if profiler:
                 profiler.enable()
-            first = Sample(session)
+            first = Sample(session, venue.pid, await redis_cpu(redis))
             await asyncio.sleep(seconds)
-            last = Sample(session)
+            last = Sample(session, venue.pid, await redis_cpu(redis))
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(profile)
@@ -274,6 +301,8 @@ async def end_to_end(
     dt = last.t - first.t
     return {
         "cpu_share": (last.cpu - first.cpu) / dt,
+        "sim_share": (last.sim_cpu - first.sim_cpu) / dt,
+        "redis_share": (last.redis_cpu - first.redis_cpu) / dt,
         "frames_per_s": (last.frames - first.frames) / dt,
         "candles_per_s": (last.announced - first.announced) / dt,
         "backlog_start": first.backlog,
@@ -357,54 +386,72 @@ async def delete_namespace(redis: aioredis.Redis, namespace: str) -> int:
 # ---- main ---------------------------------------------------------------------------------------
 
 
+TRANSPORTS = {"plain": "plain ws://", "tls": "TLS wss://"}
+
+
 async def run(args: argparse.Namespace) -> int:
     print(machine())
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     print(
-        "transport: plain ws:// from the simulator on localhost (no TLS; the target's TLS "
-        "decryption cost is not included)"
+        "transports: "
+        + ", ".join(TRANSPORTS[t] for t in transports)
+        + " from the simulator on localhost (TLS: its self-signed certificate, verified)"
     )
     rate = parse_only_in_process()
     print(f"parse only, in process (handle_frame): {rate:,.0f} frames/s, {ratio(rate, 120_000)}")
-    # Enough prepared frames for both socket runs at up to ~200,000 frames/s.
-    needed = int(200_000 * (2 * args.seconds + 2.0))
+    # Enough prepared frames for both socket runs at up to ~260,000 frames/s.
+    needed = int(260_000 * (2 * args.seconds + 2.0))
     minutes = args.minutes or max(30, -(-needed // (args.symbols * 4)))
-    print(
-        f"simulator: {args.symbols} symbols x {minutes} minutes x 4 = "
-        f"{args.symbols * minutes * 4:,} frames pre-rendered (in its own process) ..."
-    )
-    started = time.perf_counter()
-    async with simulator(args.symbols, minutes) as base_url:
-        print(f"simulator ready in {time.perf_counter() - started:.0f} s at {base_url}")
-        sock, share, total = await parse_only_socket(base_url, args.symbols, args.seconds)
-        print(
-            f"parse only, over the socket (adapter feed, no Redis): {sock:,.0f} frames/s, "
-            f"{ratio(sock, TARGET_FRAMES)} ({cpu_note(sock, share)})"
-        )
-        e2e = await end_to_end(base_url, args.redis_url, args.symbols, args.seconds, args.profile)
-    frames, candles = e2e["frames_per_s"], e2e["candles_per_s"]
-    done = 4 * candles  # frames whose candle is stored and announced
-    print(
-        f"end to end (feed + FeedSession, stored and announced in Redis): {done:,.0f} frames/s "
-        f"written (4 per closed candle), {ratio(done, TARGET_FRAMES)}; issue 3 floor: "
-        f"{ratio(done, ISSUE_FLOOR_FRAMES)}"
-    )
-    print(
-        f"end to end: {candles:,.0f} closed candles/s stored and announced, "
-        f"{ratio(candles, TARGET_CANDLES)}; frames read and parsed meanwhile {frames:,.0f}/s "
-        f"({cpu_note(frames, e2e['cpu_share'])}); write backlog {e2e['backlog_start']:.0f} -> "
-        f"{e2e['backlog_end']:.0f} closed candles (bounded: the feed pauses when it is full)"
-    )
+    for transport in transports:
+        await measure(args, transport, minutes)
     rate = await write_only(args.redis_url, args.symbols)
     print(
         f"write path alone (announce_closed_many, {args.symbols}-candle batches, no feed): "
         f"{rate:,.0f} closed candles/s, {ratio(rate, TARGET_CANDLES)}"
     )
-    prepared = args.symbols * minutes * 4
-    if total + e2e["frames_total"] > prepared:
-        print("note: the run went past the pre-rendered window; raise --minutes")
     if args.profile:
-        print(f"profile of the end-to-end window written to {args.profile}")
+        print(f"profile of the (last) end-to-end window written to {args.profile}")
     return 0
+
+
+async def measure(args: argparse.Namespace, transport: str, minutes: int) -> None:
+    label = TRANSPORTS[transport]
+    print(
+        f"[{label}] simulator: {args.symbols} symbols x {minutes} minutes x 4 = "
+        f"{args.symbols * minutes * 4:,} frames pre-rendered (in its own process) ..."
+    )
+    started = time.perf_counter()
+    async with simulator(args.symbols, minutes, tls=transport == "tls") as venue:
+        print(
+            f"[{label}] simulator ready in {time.perf_counter() - started:.0f} s "
+            f"at {venue.base_url}"
+        )
+        sock, share, total = await parse_only_socket(venue, args.symbols, args.seconds)
+        print(
+            f"[{label}] parse only, over the socket (adapter feed, no Redis): {sock:,.0f} "
+            f"frames/s, {ratio(sock, TARGET_FRAMES)} ({cpu_note(sock, share)})"
+        )
+        e2e = await end_to_end(venue, args.redis_url, args.symbols, args.seconds, args.profile)
+    frames, candles = e2e["frames_per_s"], e2e["candles_per_s"]
+    done = 4 * candles  # frames whose candle is stored and announced
+    print(
+        f"[{label}] end to end (feed + FeedSession, stored and announced in Redis): "
+        f"{done:,.0f} frames/s written (4 per closed candle), {ratio(done, TARGET_FRAMES)}; "
+        f"issue 3 floor: {ratio(done, ISSUE_FLOOR_FRAMES)}"
+    )
+    print(
+        f"[{label}] end to end: {candles:,.0f} closed candles/s stored and announced, "
+        f"{ratio(candles, TARGET_CANDLES)}; frames read and parsed meanwhile {frames:,.0f}/s "
+        f"({cpu_note(frames, e2e['cpu_share'])}); write backlog {e2e['backlog_start']:.0f} -> "
+        f"{e2e['backlog_end']:.0f} closed candles (bounded: the feed pauses when it is full)"
+    )
+    print(
+        f"[{label}] CPU during the end-to-end window (of one core): this process "
+        f"{e2e['cpu_share']:.0%}, simulator {e2e['sim_share']:.0%}, Redis server "
+        f"{e2e['redis_share']:.0%} (the whole server: other clients included)"
+    )
+    if total + e2e["frames_total"] > args.symbols * minutes * 4:
+        print(f"[{label}] note: the run went past the pre-rendered window; raise --minutes")
 
 
 def main() -> int:
@@ -414,6 +461,9 @@ def main() -> int:
     p.add_argument("--minutes", type=int, default=0, help="pre-rendered minutes (0 = enough)")
     p.add_argument(
         "--redis-url", default=os.environ.get("LIVERMORE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument(
+        "--transports", default="plain,tls", help="plain and/or tls, comma-separated (in order)"
     )
     p.add_argument("--profile", default=None, help="write a cProfile of the end-to-end window")
     args = p.parse_args()
