@@ -12,9 +12,17 @@
    Series shaped like the pipeline tests' waves cross alert levels; closes are announced a tick
    at a time, and each alert received on `channel:alerts:{ex}` is mapped back, by (symbol,
    timeframe, candle_timestamp), to the moment its close was announced. p50 target 3 ms, p99 15.
+   What the target names is "final frame received -> alert published". The clock starts when
+   this process calls `CandleCache.announce_closed_many` for a tick's closes, the call the
+   ingestor's writer makes as soon as a final frame is parsed (parsing and queueing, a few µs
+   per frame, are measured by bench/ingest.py, not here); it stops when the alert reaches a
+   subscriber here, one delivery after its publication, so the figure errs on the high side.
+   Each alert is also split at the arrival of the indicator update it was raised on:
+   close -> update (the indicator worker) and update -> alert (the alert evaluator). Then the
+   evaluator stage alone: `livermore alerts` only, fed the same updates by this process.
 
 Everything written lives under a unique namespace, deleted (SCAN) at the end; the database is
-dropped. `.venv/bin/python bench/pipeline.py [--series 5000] [--skip-latency]`
+dropped. `.venv/bin/python bench/pipeline.py [--series 5000] [--skip-worker] [--skip-latency]`
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -41,6 +50,7 @@ sys.path.insert(0, str(ROOT))  # `services` when run as a script
 from livermore_common import messages  # noqa: E402
 from livermore_common.cache import CandleCache  # noqa: E402
 from livermore_common.config import CommonSettings  # noqa: E402
+from livermore_common.indicators import macdv_series  # noqa: E402
 from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
 from livermore_common.messages import Alert, Candle, CandleClosed, IndicatorUpdate  # noqa: E402
@@ -49,7 +59,7 @@ from livermore_common.streams import StreamConsumer  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
 from services.indicators.service import GROUP, candle_reader  # noqa: E402
 from services.indicators.store import StateStore  # noqa: E402
-from services.indicators.worker import IndicatorWorker  # noqa: E402
+from services.indicators.worker import IndicatorWorker, to_update  # noqa: E402
 
 TARGET_RATE = 20_000
 TARGET_BURST_S = 0.5
@@ -226,11 +236,13 @@ async def private_database(admin_url: str) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def services(env: dict[str, str], alerts_args: list[str]) -> AsyncIterator[None]:
+async def services(
+    env: dict[str, str], alerts_args: list[str], *, indicators: bool = True
+) -> AsyncIterator[None]:
     """`livermore indicators` and `livermore alerts` in their own processes."""
     procs = []
     try:
-        for args in (["indicators"], ["alerts", *alerts_args]):
+        for args in ([["indicators"]] if indicators else []) + [["alerts", *alerts_args]]:
             procs.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -256,12 +268,12 @@ async def services(env: dict[str, str], alerts_args: list[str]) -> AsyncIterator
                 await proc.wait()
 
 
-async def caught_up(redis: aioredis.Redis, keys: KeySpace) -> bool:
-    """Both consumer groups exist and have nothing pending or unread."""
-    for stream, group in (
-        (keys.candle_closed_stream, b"indicators"),
-        (keys.indicator_stream, b"alerts"),
-    ):
+async def caught_up(redis: aioredis.Redis, keys: KeySpace, *, indicators: bool = True) -> bool:
+    """The consumer groups exist and have nothing pending or unread."""
+    groups_wanted = [(keys.indicator_stream, b"alerts")]
+    if indicators:
+        groups_wanted.insert(0, (keys.candle_closed_stream, b"indicators"))
+    for stream, group in groups_wanted:
         try:
             groups = await redis.xinfo_groups(stream)
         except aioredis.ResponseError:
@@ -281,10 +293,20 @@ async def wait_until(check: object, timeout: float, what: str) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+class Latency(NamedTuple):
+    """Milliseconds, per alert received: from its close's announcement (the ingestor's write of
+    the final frame's close) to its arrival, split at the arrival of the indicator update it was
+    raised on; and the indicator stage of every update, alerting or not."""
+
+    close_to_alert: list[float]
+    close_to_update: list[float]  # of the alerting closes
+    update_to_alert: list[float]
+    all_updates: list[float]
+
+
 async def latency_run(
     redis_url: str, database_url: str | None, series: int, ticks: int, interval: float
-) -> list[float]:
-    """Milliseconds from each alert-raising close's announcement to the alert's arrival."""
+) -> Latency:
     async with namespaced(redis_url, "latency") as (redis, keys):
         env = dict(os.environ)
         env.update(
@@ -300,7 +322,7 @@ async def latency_run(
         # Groups first, so the processes start on an empty stream at once.
         sent: dict[tuple[str, str, int], float] = {}
         received: list[tuple[float, Alert]] = []
-        updates: list[tuple[float, IndicatorUpdate]] = []
+        updates: dict[tuple[str, str, int], float] = {}
         pubsub = redis.pubsub()
         await pubsub.subscribe(keys.alerts_channel(EXCHANGE_ID))
         # The indicator channel too: where the time goes (worker vs evaluator).
@@ -312,7 +334,8 @@ async def latency_run(
                 if message["type"] == "message":
                     received.append((at, messages.decode(message["data"], Alert)))
                 elif message["type"] == "pmessage":
-                    updates.append((at, messages.decode(message["data"], IndicatorUpdate)))
+                    u = messages.decode(message["data"], IndicatorUpdate)
+                    updates[(u.symbol, u.timeframe, u.timestamp)] = at
 
         listener = asyncio.create_task(listen())
         async with services(env, [] if database_url else ["--no-history"]):
@@ -335,17 +358,86 @@ async def latency_run(
         with contextlib.suppress(asyncio.CancelledError):
             await listener
         await pubsub.aclose()
-    stage = [
-        (at - sent[(u.symbol, u.timeframe, u.timestamp)]) * 1000
-        for at, u in updates
-        if (u.symbol, u.timeframe, u.timestamp) in sent
-    ]
-    if stage:
-        print(
-            f"  of which close announced -> indicator update received: p50 "
-            f"{percentile(stage, 0.5):.2f} ms, p99 {percentile(stage, 0.99):.2f} ms "
-            f"({len(stage)} updates)"
+    out = Latency([], [], [], [(at - sent[k]) * 1000 for k, at in updates.items() if k in sent])
+    for at, a in received:
+        key = (a.symbol, a.timeframe, a.candle_timestamp)
+        if key in sent:
+            out.close_to_alert.append((at - sent[key]) * 1000)
+            if key in updates:  # pub/sub is at most once: normally every update arrives
+                out.close_to_update.append((updates[key] - sent[key]) * 1000)
+                out.update_to_alert.append((at - updates[key]) * 1000)
+    return out
+
+
+async def evaluator_run(
+    redis_url: str, database_url: str | None, series: int, ticks: int, interval: float
+) -> list[float]:
+    """The evaluator stage alone: `livermore alerts` is the only service; this process appends
+    the indicator updates (computed from scratch for the same wave series, as the worker would
+    publish them) to the indicator stream a tick at a time. Milliseconds from each alert-raising
+    update's append to the alert's arrival: without the worker's CPU and Redis time competing."""
+    async with namespaced(redis_url, "evaluator") as (redis, keys):
+        env = dict(os.environ)
+        env.update(
+            LIVERMORE_REDIS_URL=redis_url,
+            LIVERMORE_NAMESPACE=keys.namespace,
+            LIVERMORE_LOG_LEVEL="warning",
         )
+        if database_url:
+            env["LIVERMORE_DATABASE_URL"] = database_url
+        warm = 40
+        by_tick: list[list[IndicatorUpdate]] = [[] for _ in range(warm + ticks)]
+        for n in range(series):
+            events = [
+                close_event(f"L{n:03d}", i, n * 0.9, fresh=i >= warm) for i in range(warm + ticks)
+            ]
+            prev = None
+            for i, (event, point) in enumerate(
+                zip(events, macdv_series([e.candle() for e in events], MIN), strict=True)
+            ):
+                if point.macd_v is not None:
+                    by_tick[i].append(to_update(event, point, prev))
+                    prev = point.timestamp
+        sent: dict[tuple[str, str, int], float] = {}
+        received: list[tuple[float, Alert]] = []
+        pubsub = redis.pubsub()
+        await pubsub.subscribe(keys.alerts_channel(EXCHANGE_ID))
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                at = time.perf_counter()
+                if message["type"] == "message":
+                    received.append((at, messages.decode(message["data"], Alert)))
+
+        async def append(updates: list[IndicatorUpdate]) -> None:
+            # One MULTI: the evaluator's blocked read sees the tick whole, as it sees the
+            # updates a worker's commit script appends.
+            async with redis.pipeline(transaction=True) as pipe:
+                for u in updates:
+                    pipe.xadd(keys.indicator_stream, {"data": messages.encode(u)}, maxlen=100_000)
+                await pipe.execute()
+
+        listener = asyncio.create_task(listen())
+        async with services(env, [] if database_url else ["--no-history"], indicators=False):
+            for tick in by_tick[:warm]:
+                await append(tick)
+            await wait_until(
+                lambda: caught_up(redis, keys, indicators=False), 60, "the evaluator to start"
+            )
+            for tick in by_tick[warm:]:
+                now = time.perf_counter()
+                for u in tick:
+                    sent[(u.symbol, u.timeframe, u.timestamp)] = now
+                await append(tick)
+                await asyncio.sleep(interval)
+            await wait_until(
+                lambda: caught_up(redis, keys, indicators=False), 30, "the evaluator to finish"
+            )
+            await asyncio.sleep(0.2)
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await pubsub.aclose()
     return [
         (at - sent[(a.symbol, a.timeframe, a.candle_timestamp)]) * 1000
         for at, a in received
@@ -403,22 +495,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def report_latency(label: str, lat: list[float]) -> None:
-    if not lat:
+def spread(values: list[float]) -> str:
+    return f"p50 {percentile(values, 0.5):.2f} ms, p99 {percentile(values, 0.99):.2f} ms"
+
+
+def report_latency(label: str, lat: Latency) -> None:
+    if lat.all_updates:
+        print(
+            f"  of which close announced -> indicator update received: {spread(lat.all_updates)} "
+            f"({len(lat.all_updates)} updates)"
+        )
+    if not lat.close_to_alert:
         print(f"latency {label}: no alerts received")
         return
-    p50, p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+    values = lat.close_to_alert
+    p50, p99 = percentile(values, 0.50), percentile(values, 0.99)
     print(
-        f"latency close announced -> alert received ({label}), {len(lat)} alerts: "
+        f"latency close announced -> alert received ({label}), {len(values)} alerts: "
         f"p50 {p50:.2f} ms ({TARGET_P50_MS / p50:.2f}x target {TARGET_P50_MS:.0f} ms), "
         f"p99 {p99:.2f} ms ({TARGET_P99_MS / p99:.2f}x target {TARGET_P99_MS:.0f} ms), "
-        f"max {max(lat):.2f} ms"
+        f"max {max(values):.2f} ms"
     )
+    if lat.update_to_alert:
+        print(
+            f"  stages of those alerts, as received here: close -> indicator update "
+            f"{spread(lat.close_to_update)}; "
+            f"update -> alert (the evaluator) {spread(lat.update_to_alert)}"
+        )
 
 
 async def run(args: argparse.Namespace) -> int:
     print(machine())
-    await worker_figures(args.redis_url, args.series, args.rounds, args.history)
+    if not args.skip_worker:
+        await worker_figures(args.redis_url, args.series, args.rounds, args.history)
     if args.skip_latency:
         return 0
     every = args.interval * 1000
@@ -432,15 +541,19 @@ async def run(args: argparse.Namespace) -> int:
         f"p50 {percentile(hop, 0.5):.2f} ms, p99 {percentile(hop, 0.99):.2f} ms; "
         "close -> alert crosses two such hops"
     )
+    shape = (args.latency_series, args.ticks, args.interval)
     async with private_database(args.database_url) as url:
         report_latency(
-            "alerts with alert_history in Postgres",
-            await latency_run(args.redis_url, url, args.latency_series, args.ticks, args.interval),
+            "alerts with alert_history in Postgres", await latency_run(args.redis_url, url, *shape)
         )
-    report_latency(
-        "alerts --no-history",
-        await latency_run(args.redis_url, None, args.latency_series, args.ticks, args.interval),
-    )
+        if not args.skip_evaluator_alone:
+            alone = await evaluator_run(args.redis_url, url, *shape)
+            print(
+                f"evaluator alone (this process appends the updates; `livermore alerts` with "
+                f"alert_history the only service): update appended -> alert received "
+                f"{spread(alone)} ({len(alone)} alerts)"
+            )
+    report_latency("alerts --no-history", await latency_run(args.redis_url, None, *shape))
     return 0
 
 
@@ -450,9 +563,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=4, help="measured worker rounds")
     p.add_argument("--history", type=int, default=40, help="stored candles per series first")
     p.add_argument("--latency-series", type=int, default=20)
-    p.add_argument("--ticks", type=int, default=150, help="closes per latency series")
+    p.add_argument("--ticks", type=int, default=300, help="closes per latency series")
     p.add_argument("--interval", type=float, default=0.05, help="seconds between latency ticks")
     p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--skip-worker", action="store_true", help="latency section only")
+    p.add_argument(
+        "--skip-evaluator-alone", action="store_true", help="no evaluator-only latency run"
+    )
     p.add_argument(
         "--redis-url", default=os.environ.get("LIVERMORE_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
