@@ -22,6 +22,7 @@ from services.alerts.history import HISTORY_GROUP, HistoryWriter
 from services.alerts.store import AlertStateStore
 from services.indicators.store import StateStore
 from services.indicators.worker import IndicatorWorker
+from tests.helpers import eventually
 from tests.integration.gateway.support import (
     CONTROL_SECRET,
     TOKEN,
@@ -129,7 +130,12 @@ async def test_operator_drives_the_real_ingestor_and_sees_a_real_alert(
     await expect(state).to_have_text("connected", timeout=TIMEOUT_MS)
     await expect(by("instance-state-coinbase-live-cb-1")).to_have_text("connected")
     await expect(by("lifecycle-list")).to_contain_text("exchange:connected", timeout=TIMEOUT_MS)
-    assert await redis_client.zcard(keyspace.candle_key(1, "BTC-USD", "1m")) > 0
+
+    # The backfill runs after the feed is connected (and is paced by the REST limit).
+    async def stored() -> bool:
+        return await redis_client.zcard(keyspace.candle_key(1, "BTC-USD", "1m")) > 0
+
+    await eventually(stored, 20)
 
     await _raise_real_alert(redis_client, keyspace, pointed_db)
     alert = by("alerts-list").get_by_test_id("alert-item").first
