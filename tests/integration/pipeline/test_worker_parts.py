@@ -11,7 +11,7 @@ from livermore_common import messages
 from livermore_common.cache import CandleCache
 from livermore_common.messages import IndicatorUpdate
 from livermore_common.streams import StreamEntry
-from services.indicators.store import StateStore
+from services.indicators.store import SeriesCommit, StateStore
 from services.indicators.worker import IndicatorWorker
 
 from .conftest import closed, wave_candles
@@ -90,3 +90,31 @@ async def test_a_batch_failing_after_some_parts_were_committed_is_redone_exactly
         assert [(u.timestamp, u.macd_v, u.signal) for u in mine] == [
             (u.timestamp, u.macd_v, u.signal) for u in want
         ], s
+
+
+async def test_the_indicator_stream_is_trimmed_to_about_its_maxlen(redis_client, keyspace) -> None:
+    """XADD carries no MAXLEN in the commit script; one XTRIM per call keeps the bound."""
+    store = StateStore(redis_client, stream=keyspace.indicator_stream, maxlen=50)
+    stream_len = 0
+    for n in range(20):
+        items = [
+            (
+                keyspace.indicator_state_key(1, f"S{s}", "1m", "macd-v"),
+                keyspace.indicator_channel(1, f"S{s}", "1m", "macd-v"),
+                SeriesCommit(
+                    expected_ts="" if n == 0 else str(n - 1),
+                    expected_state=b"" if n == 0 else b"state %d" % (n - 1),
+                    new_ts=n,
+                    state=b"state %d" % n,
+                    indicator_json=b'{"n":%d}' % n,
+                    indicator_keys=[keyspace.indicator_key(1, f"S{s}", "1m", "macd-v")],
+                    ttl=0,
+                    updates=[b'{"n":%d}' % n],
+                ),
+            )
+            for s in range(50)
+        ]
+        assert all(await store.commit(items))
+        stream_len = max(stream_len, await redis_client.xlen(keyspace.indicator_stream))
+    # 1,000 entries added; '~' trims whole nodes (100 entries each by default).
+    assert 50 <= stream_len <= 50 + 100 + 50
