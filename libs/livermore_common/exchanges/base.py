@@ -100,8 +100,13 @@ class AdapterOptions(msgspec.Struct, frozen=True, kw_only=True):
 # ---- live feed events ------------------------------------------------------------------------
 
 
-class ClosedCandle(msgspec.Struct, frozen=True, kw_only=True):
-    """A candle the venue's feed has closed. `exchange_time` = venue clock when it was known."""
+class ClosedCandle(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A candle the venue's feed has closed. `exchange_time` = venue clock when it was known.
+
+    Not tracked by the garbage collector (it holds strings, ints and a scalar Candle: no cycle
+    can pass through it): tens of thousands wait in the ingestor's write queue at full speed,
+    and as tracked objects they were promoted to the old generations and traversed again and
+    again by its collections."""
 
     symbol: str
     timeframe: str
