@@ -55,6 +55,7 @@ from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
 from livermore_common.messages import Alert, Candle, CandleClosed, IndicatorUpdate  # noqa: E402
 from livermore_common.migrate import migrate  # noqa: E402
+from livermore_common.redisbus import execute_packed, pack_command  # noqa: E402
 from livermore_common.streams import StreamConsumer  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
 from services.indicators.service import GROUP, candle_reader  # noqa: E402
@@ -369,6 +370,9 @@ async def latency_run(
     return out
 
 
+_APPEND = "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end"
+
+
 async def evaluator_run(
     redis_url: str, database_url: str | None, series: int, ticks: int, interval: float
 ) -> list[float]:
@@ -409,26 +413,30 @@ async def evaluator_run(
                 if message["type"] == "message":
                     received.append((at, messages.decode(message["data"], Alert)))
 
-        async def append(updates: list[IndicatorUpdate]) -> None:
-            # One MULTI: the evaluator's blocked read sees the tick whole, as it sees the
-            # updates a worker's commit script appends.
-            async with redis.pipeline(transaction=True) as pipe:
-                for u in updates:
-                    pipe.xadd(keys.indicator_stream, {"data": messages.encode(u)}, maxlen=100_000)
-                await pipe.execute()
+        def packed(updates: list[IndicatorUpdate]) -> bytes:
+            # One script call: the evaluator's blocked read sees the tick whole, as it sees the
+            # updates a worker's commit script appends. Packed before the clock starts.
+            data = [messages.encode(u) for u in updates]
+            return pack_command("EVAL", _APPEND, 1, keys.indicator_stream, *data)
+
+        async def append(command: bytes) -> None:
+            for reply in await execute_packed(redis, [command]):
+                if isinstance(reply, Exception):
+                    raise reply
 
         listener = asyncio.create_task(listen())
         async with services(env, [] if database_url else ["--no-history"], indicators=False):
             for tick in by_tick[:warm]:
-                await append(tick)
+                await append(packed(tick))
             await wait_until(
                 lambda: caught_up(redis, keys, indicators=False), 60, "the evaluator to start"
             )
             for tick in by_tick[warm:]:
+                command = packed(tick)
                 now = time.perf_counter()
                 for u in tick:
                     sent[(u.symbol, u.timeframe, u.timestamp)] = now
-                await append(tick)
+                await append(command)
                 await asyncio.sleep(interval)
             await wait_until(
                 lambda: caught_up(redis, keys, indicators=False), 30, "the evaluator to finish"
