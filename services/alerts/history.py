@@ -12,13 +12,17 @@ acks only after the insert committed, so:
 - a crash after the insert but before the ack hands the entry out again: the insert ignores it.
 
 So every published alert reaches `alert_history` once, a little after it was published (a batch
-later; longer if Postgres is down, during which entries wait in the group). An alert whose
-exchange is not in `exchanges` cannot be stored: the consumer isolates it and moves it to the
-dead-letter stream instead of holding back the rest.
+later). While Postgres is unreachable the writer retries the same batch with backoff instead of
+failing it (a failed entry would count a delivery, and a few failures dead-letter it): the
+entries wait in the group and are stored once Postgres is back. An alert whose exchange is not
+in `exchanges` cannot be stored: the consumer isolates it and moves it to the dead-letter stream
+instead of holding back the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -28,6 +32,7 @@ import msgspec
 from livermore_common import messages
 from livermore_common.db import Database
 from livermore_common.errors import UnknownExchangeError
+from livermore_common.logs import get_logger
 from livermore_common.messages import Alert
 from livermore_common.streams import StreamEntry
 
@@ -47,6 +52,20 @@ _INSERT = (
 )
 
 _json = msgspec.json.Encoder()
+
+# Postgres unreachable, restarting or refusing connections: worth waiting out, not a bad entry.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+_RETRY_FIRST_S = 0.2
+_RETRY_MAX_S = 10.0
 
 
 def _details(alert: Alert) -> str:
@@ -88,14 +107,37 @@ async def insert_alerts(db: Database, alerts: Iterable[Alert]) -> int:
 
 
 class HistoryWriter:
-    """Stream handler of the `alert-history` group: a batch of alert entries into alert_history."""
+    """Stream handler of the `alert-history` group: a batch of alert entries into alert_history.
 
-    def __init__(self, db: Database) -> None:
+    While Postgres is unreachable it retries the batch (backoff up to 10 s) until it succeeds or
+    `stop` is set; then the failure is raised and the entries stay pending for redelivery."""
+
+    def __init__(self, db: Database, *, stop: asyncio.Event | None = None) -> None:
         self._db = db
+        self._stop = stop or asyncio.Event()
         self.inserted = 0  # rows new to the table
         self.seen = 0  # alerts handled (including ones already stored: replays)
+        self.retries = 0  # inserts retried because Postgres was unreachable
+        self._log = get_logger("alerts.history")
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         alerts = [messages.decode(e.data, Alert) for e in entries]
-        self.inserted += await insert_alerts(self._db, alerts)
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                self.inserted += await insert_alerts(self._db, alerts)
+                break
+            except _UNREACHABLE as exc:
+                if self._stop.is_set():
+                    raise
+                self.retries += 1
+                self._log.warning(
+                    "alert_history unreachable, retrying",
+                    error=type(exc).__name__,
+                    batch=len(alerts),
+                    retry_in_s=delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
         self.seen += len(alerts)

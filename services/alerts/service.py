@@ -50,7 +50,7 @@ async def run_alerts(ctx: ServiceContext, settings: AlertSettings) -> None:
             keys.alert_stream,
             HISTORY_GROUP,
             ctx.instance_id,
-            HistoryWriter(db).handle,
+            HistoryWriter(db, stop=ctx.stop).handle,
             batch_size=settings.batch_size,
             block_ms=200,
             dead_letter_stream=keys.dead_letter_stream(keys.alert_stream),

@@ -19,6 +19,7 @@ from livermore_common.db import Database
 from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert
 from livermore_common.streams import StreamConsumer, StreamEntry
+from services.alerts import history
 from services.alerts.evaluator import AlertEvaluator
 from services.alerts.history import HISTORY_GROUP, HistoryWriter
 from services.alerts.store import AlertStateStore
@@ -184,3 +185,52 @@ async def test_alerts_service_stores_what_was_published_while_no_writer_ran(
             proc.kill()
     assert proc.returncode == 0
     assert await history_ids(migrated_db) == want
+
+
+class FlakyDatabase:
+    """The real database behind a connection that refuses the first `failures` statements."""
+
+    def __init__(self, db: Database, failures: int) -> None:
+        self._db, self.failures = db, failures
+
+    @property
+    def pool(self) -> FlakyDatabase:
+        return self
+
+    async def execute(self, *args: object) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionRefusedError("postgres is down")
+        return await self._db.pool.execute(*args)  # type: ignore[arg-type]
+
+
+async def test_postgres_outage_is_waited_out_not_dead_lettered(
+    redis_client, keyspace, migrated_db, monkeypatch
+) -> None:
+    monkeypatch.setattr(history, "_RETRY_FIRST_S", 0.01)
+    published = await publish_alerts(redis_client, keyspace, series=2)
+    flaky = FlakyDatabase(migrated_db, failures=8)  # more than max_deliveries (5)
+    writer = HistoryWriter(flaky)  # type: ignore[arg-type]
+    c = StreamConsumer(redis_client, keyspace.alert_stream, HISTORY_GROUP, "h", writer.handle)
+    while await c.step(block_ms=10):
+        pass
+    assert writer.retries == 8 and flaky.failures == 0
+    assert await history_ids(migrated_db) == sorted(a.id for a in published)
+    assert await redis_client.exists(keyspace.dead_letter_stream(keyspace.alert_stream)) == 0
+    assert (await redis_client.xpending(keyspace.alert_stream, HISTORY_GROUP))["pending"] == 0
+
+
+async def test_a_stopping_writer_leaves_the_batch_pending(
+    redis_client, keyspace, migrated_db
+) -> None:
+    await publish_alerts(redis_client, keyspace, series=2)
+    stop = asyncio.Event()
+    stop.set()
+    flaky = FlakyDatabase(migrated_db, failures=1_000)
+    writer = HistoryWriter(flaky, stop=stop)  # type: ignore[arg-type]
+    c = StreamConsumer(redis_client, keyspace.alert_stream, HISTORY_GROUP, "h", writer.handle)
+    await c.step(block_ms=10)
+    assert await history_ids(migrated_db) == []
+    pending = await redis_client.xpending(keyspace.alert_stream, HISTORY_GROUP)
+    assert pending["pending"] == await redis_client.xlen(keyspace.alert_stream)
+    assert await redis_client.exists(keyspace.dead_letter_stream(keyspace.alert_stream)) == 0
