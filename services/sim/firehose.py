@@ -14,7 +14,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from operator import itemgetter
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -82,8 +85,9 @@ class Firehose:
         self.config = config
         self.first_minute = clock.start_ms // MINUTE_MS
         self._names = {f"{s.name.lower()}@kline_1m": s.index for s in market.symbols}
-        # [symbol index][minute offset] -> four frames
-        self._frames: list[list[tuple[bytes, ...]]] = [[] for _ in market.symbols]
+        # [minute offset][phase] -> that phase's frame of every symbol (by symbol index), so a
+        # connection picks its streams' frames with one C-level itemgetter per phase
+        self._frames: list[tuple[list[bytes], ...]] = []
         self.connections: set[Connection] = set()
 
     def prepare(self) -> None:
@@ -102,19 +106,29 @@ class Firehose:
                     for c in chunks
                 ]
                 results = [f.result() for f in futures]
+        symbols = len(self.market.symbols)
+        self._frames = [
+            tuple([b""] * symbols for _ in range(SLICES)) for _ in range(count if symbols else 0)
+        ]
         for result in results:
-            for index, frames in result.items():
-                self._frames[index] = frames
+            for index, minutes in result.items():
+                for offset, frames in enumerate(minutes):
+                    phases = self._frames[offset]
+                    for k in range(SLICES):
+                        phases[k][index] = frames[k]
 
-    def _phases(self, offset: int, wanted: list[int]) -> list[bytes]:
+    def _phases(
+        self, offset: int, wanted: list[int], pick: Callable[[Sequence[bytes]], Any]
+    ) -> list[bytes]:
         """The batches to write for one minute: all wanted streams, phase by phase."""
-        if offset >= len(self._frames[wanted[0]]):
+        if offset >= len(self._frames):
             # Past the prepared window: render this minute here (much slower).
             minute = self.first_minute + offset
             per = [render_symbol(self.market, i, minute, 1)[0] for i in wanted]
-        else:
-            per = [self._frames[i][offset] for i in wanted]
-        return [b"".join([frames[k] for frames in per]) for k in range(SLICES)]
+            return [b"".join([frames[k] for frames in per]) for k in range(SLICES)]
+        if len(wanted) == 1:
+            return [phase[wanted[0]] for phase in self._frames[offset]]
+        return [b"".join(pick(phase)) for phase in self._frames[offset]]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20)
@@ -141,13 +155,22 @@ class Firehose:
         transport = request.transport
         assert transport is not None
         offset = max(0, self.clock.now_ms() // MINUTE_MS - self.first_minute)
+        streams: list[str] = []
+        wanted: list[int] = []
+        pick: Callable[[Sequence[bytes]], Any] = itemgetter(0)
+        record: list[Callable[[int], None]] = []
         while not conn.closed and not transport.is_closing():
-            wanted = [self._names[n] for n in conn.streams if n in self._names]
+            if list(conn.streams) != streams:  # (re)subscribed: what to pick and record
+                streams = list(conn.streams)
+                wanted = [self._names[n] for n in streams if n in self._names]
+                pick = itemgetter(*wanted) if wanted else itemgetter(0)
+                names = [self.market.symbols[i].name for i in wanted]
+                record = [self.truth.recorder("binance", name, "1m") for name in names]
             if not wanted:
                 await self._flush_replies(conn, transport)
                 await asyncio.sleep(0.05)
                 continue
-            for batch in self._phases(offset, wanted):
+            for batch in self._phases(offset, wanted, pick):
                 await self._flush_replies(conn, transport)
                 transport.write(batch)
                 # A raw transport has no public drain(); poll its buffer instead.
@@ -155,8 +178,8 @@ class Firehose:
                     await asyncio.sleep(_POLL_S)
             minute_start = (self.first_minute + offset) * MINUTE_MS
             self.clock.advance_to(minute_start + MINUTE_MS + 1)
-            for i in wanted:
-                self.truth.record("binance", self.market.symbols[i].name, "1m", minute_start)
+            for add in record:
+                add(minute_start)
             offset += 1
             await asyncio.sleep(0)
 

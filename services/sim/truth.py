@@ -8,7 +8,7 @@ same values for any bucket whether it was served or not.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from livermore_common.messages import Candle
 from services.sim.candles import binance_kline, traded_bar
@@ -37,6 +37,10 @@ class Truth:
 
     def record(self, exchange: str, symbol: str, timeframe: str, start_ms: int) -> None:
         self._served[(exchange, symbol, timeframe)].add(start_ms)
+
+    def recorder(self, exchange: str, symbol: str, timeframe: str) -> Callable[[int], None]:
+        """`record` for one series, as a bound method (for a writer recording every minute)."""
+        return self._served[(exchange, symbol, timeframe)].add
 
     def record_many(
         self, exchange: str, symbol: str, timeframe: str, starts: Iterable[int]
