@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from livermore_common import control, messages
 from livermore_common.cache import CandleCache
@@ -86,11 +87,20 @@ class Ingestor:
 
     # -- process lifetime ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        await self.status.set_state(IDLE)
+        # Listen first, then say `idle`: a command sent as soon as the status reads idle (as an
+        # operator or a test does) must find the subscription in place, since pub/sub keeps
+        # nothing for a subscriber that is not there yet.
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._keys.control_channel)
+            await self.status.set_state(IDLE)
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
         self._log.info("ingestor idle; waiting for start", autostart=self.settings.autostart)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._control_loop(stop))
+                tg.create_task(self._control_loop(stop, pubsub))
                 tg.create_task(self._membership_loop(stop))
                 if self.settings.autostart:
                     await self.start()
@@ -199,9 +209,8 @@ class Ingestor:
             return self._all_entries
 
     # -- control -------------------------------------------------------------------------------
-    async def _control_loop(self, stop: asyncio.Event) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._keys.control_channel)
+    async def _control_loop(self, stop: asyncio.Event, pubsub: PubSub) -> None:
+        """Answer commands from the subscribed `pubsub` until `stop`; closes it."""
         try:
             while not stop.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
