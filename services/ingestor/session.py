@@ -35,6 +35,8 @@ from .higher import DueBucket, HigherTimeframes, base_timeframes, combine
 from .status import StatusTracker
 
 _WRITE_BATCH = 1000
+# Live batches in flight in Redis at most (right after a send; then the oldest is settled).
+_IN_FLIGHT = 4
 _BEAT_WRITE_S = 0.1
 _QUEUE_LIMIT = 50_000
 _RATE_LIMIT_RETRIES = 5
@@ -246,10 +248,11 @@ class FeedSession:
         )
 
     async def _write_loop(self) -> None:
-        """Live closes in batches, pipelined: batch N+1 is sent before the replies to batch N
-        are read (Redis runs one while the next is built), on one connection, so batches are
-        applied in order. Nothing waits unsettled when the queue is empty (latency), nor
-        before higher timeframes read the base candles just written."""
+        """Live closes in batches, pipelined: up to `_IN_FLIGHT` batches are sent before the
+        oldest one's replies are read (Redis always has the next one while this process builds
+        more), on one connection, so batches are applied in order. Nothing waits unsettled when
+        the queue is empty (latency), nor before higher timeframes read the base candles just
+        written."""
         await self._ready.wait()
         queue = self._queue
         async with self._cache.writer(legacy_user_ids=self._settings.legacy_user_ids) as out:
@@ -266,7 +269,7 @@ class FeedSession:
                 if due:
                     self.counters.announced += await out.settle(-1)
                     await self._finalize(due)
-                elif out.pending > 1:
+                elif out.pending >= _IN_FLIGHT:
                     self.counters.announced += await out.settle(1)
 
     def _live_events(
