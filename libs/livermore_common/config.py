@@ -5,6 +5,7 @@ Only entry points call `load_*` with `os.environ`; everything else receives sett
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
@@ -83,3 +84,12 @@ def settings_from_env(cls: type[S], environ: Mapping[str, str], *, prefix: str =
 
 def load_common(environ: Mapping[str, str]) -> CommonSettings:
     return settings_from_env(CommonSettings, environ)
+
+
+def load_exchange_ca_file(environ: Mapping[str, str]) -> str:
+    """`LIVERMORE_EXCHANGE_CA_FILE`: extra certificates (PEM) trusted for the venues' https://
+    and wss:// endpoints, on top of the system's (the simulator's with `--tls`); "" = none."""
+    ca_file = environ.get("LIVERMORE_EXCHANGE_CA_FILE", "").strip()
+    if ca_file and not os.path.isfile(ca_file):
+        raise ConfigError(f"LIVERMORE_EXCHANGE_CA_FILE {ca_file!r} is not a readable file")
+    return ca_file

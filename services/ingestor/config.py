@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from livermore_common.config import CommonSettings, ConfigError, load_common
+from livermore_common.config import (
+    CommonSettings,
+    ConfigError,
+    load_common,
+    load_exchange_ca_file,
+)
 from livermore_common.timeframes import DEFAULT_TIMEFRAMES, parse_timeframes
 
 
@@ -71,9 +75,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         raise ConfigError(str(exc)) from None
     if not timeframes:
         raise ConfigError("--timeframes must name at least one timeframe")
-    ca_file = environ.get("LIVERMORE_EXCHANGE_CA_FILE", "").strip()
-    if ca_file and not os.path.isfile(ca_file):
-        raise ConfigError(f"LIVERMORE_EXCHANGE_CA_FILE {ca_file!r} is not a readable file")
+    ca_file = load_exchange_ca_file(environ)
     return IngestorSettings(
         common=load_common(environ),
         exchange=exchange,

@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from livermore_common.config import CommonSettings, ConfigError, Secret, load_common
+from livermore_common.config import (
+    CommonSettings,
+    ConfigError,
+    Secret,
+    load_common,
+    load_exchange_ca_file,
+)
 from livermore_common.config import settings_from_env as _from_env
 from livermore_common.secrets import load_key
 
@@ -32,6 +38,8 @@ class SymbolSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     one_per_base: bool = True
     secrets_key: Secret = Secret("")
     once: bool = False
+    # Extra CA file trusted for venue endpoints (LIVERMORE_EXCHANGE_CA_FILE), as the ingestor's.
+    exchange_ca_file: str = ""
 
     def top_for(self, exchange: str) -> int:
         return self.top_overrides.get(exchange.lower(), self.top_n)
@@ -109,6 +117,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         quote_preference=preference or DEFAULT_QUOTE_PREFERENCE,
         secrets_key=load_key(environ),
         once=bool(args.once),
+        exchange_ca_file=load_exchange_ca_file(environ),
     )
 
 

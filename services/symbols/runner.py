@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from livermore_common.db import Database
 from livermore_common.errors import TransientError
+from livermore_common.exchanges.base import AdapterOptions
 from livermore_common.exchanges.factory import ExchangeAdapterFactory
 from livermore_common.lifecycle import ServiceContext
 
@@ -21,7 +22,8 @@ async def run_symbols(
     db = await ctx.exit_stack.enter_async_context(
         Database(settings.common.database_url, max_size=3)
     )
-    factory = ExchangeAdapterFactory()
+    options = AdapterOptions(ca_file=settings.exchange_ca_file or None)
+    factory = ExchangeAdapterFactory(options=options)
     manager = SymbolManager(
         settings=settings, db=db, redis=ctx.redis, keys=ctx.keys,
         adapter_factory=RowAdapters(factory), environ=environ, instance_id=ctx.instance_id,

@@ -63,3 +63,14 @@ def test_bad_values_fail_at_start() -> None:
         parse([], {"LIVERMORE_SYMBOLS_TOP_N": "many"})
     with pytest.raises(ConfigError):
         parse(["--interval", "0"], {})
+
+
+def test_exchange_ca_file_as_the_ingestor_reads_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The symbol manager calls the venues' REST too: it trusts the same extra CA file."""
+    assert parse([], {})[0].exchange_ca_file == ""
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings, _ = parse([], {"LIVERMORE_EXCHANGE_CA_FILE": str(pem)})
+    assert settings.exchange_ca_file == str(pem)
+    with pytest.raises(ConfigError, match="not a readable file"):
+        parse([], {"LIVERMORE_EXCHANGE_CA_FILE": str(tmp_path / "missing.pem")})
