@@ -80,17 +80,26 @@ class Stats:
         self.cas_retries = 0
 
 
-class _Series:
-    """Names of one series, built (and validated) once; its bar interval."""
+class _Series(msgspec.Struct, frozen=True, gc=False):
+    """Names of one series, built (and validated) once; its bar interval.
 
-    __slots__ = ("channel", "indicator_key", "interval", "state_key")
+    Not tracked by the garbage collector (strings and an int cannot form cycles): a worker
+    keeps one per series, and 100,000 tracked objects made each full collection ~40 ms longer."""
 
-    def __init__(self, keys: KeySpace, series: SeriesId) -> None:
+    state_key: str
+    channel: str
+    indicator_key: str
+    interval: int
+
+    @classmethod
+    def of(cls, keys: KeySpace, series: SeriesId) -> _Series:
         ex, sym, tf = series
-        self.state_key = keys.indicator_state_key(ex, sym, tf, INDICATOR_TYPE)
-        self.channel = keys.indicator_channel(ex, sym, tf, INDICATOR_TYPE)
-        self.indicator_key = keys.indicator_key(ex, sym, tf, INDICATOR_TYPE)
-        self.interval = interval_ms(tf)
+        return cls(
+            keys.indicator_state_key(ex, sym, tf, INDICATOR_TYPE),
+            keys.indicator_channel(ex, sym, tf, INDICATOR_TYPE),
+            keys.indicator_key(ex, sym, tf, INDICATOR_TYPE),
+            interval_ms(tf),
+        )
 
 
 # A stored state: (ts as stored, state bytes, the same decoded; None, None when absent).
@@ -141,7 +150,7 @@ class IndicatorWorker:
         if names is None:
             if len(self._series) >= _NAME_CACHE_LIMIT:
                 self._series.clear()
-            names = self._series[series] = _Series(self._keys, series)
+            names = self._series[series] = _Series.of(self._keys, series)
         return names
 
     async def _round(
