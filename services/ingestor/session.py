@@ -97,6 +97,11 @@ class FeedSession:
         self._ready = asyncio.Event()
         self._log = get_logger("ingestor.session", exchange=self._info.name)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Repairs asked for and not started yet: symbol -> earliest gap time (None = none).
+        # One repair runs at a time and takes everything pending, so a burst of gaps (one per
+        # product after a reconnect) costs one server-time call and one fetch per series.
+        self._repairs_pending: dict[str, int | None] = {}
+        self._repairing = False
 
     @property
     def symbols(self) -> list[str]:
@@ -185,7 +190,7 @@ class FeedSession:
             # Repair from the bucket before the one in progress at the gap: later live closes
             # must not hide a hole behind them if the repair has to be retried.
             since = self._exchange_time or None
-            self._spawn(self._backfill_until_done(event.symbols or self.symbols, since_ms=since))
+            self._request_repair(event.symbols or self.symbols, since_ms=since)
         elif isinstance(event, FeedDropped):
             self.counters.dropped += 1
             if self.counters.dropped <= 10 or self.counters.dropped % 1000 == 0:
@@ -195,6 +200,32 @@ class FeedSession:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    def _request_repair(self, symbols: Sequence[str], *, since_ms: int | None = None) -> None:
+        """Queue a repair of these symbols (from `since_ms` when given); starts the repairer."""
+        pending = self._repairs_pending
+        for symbol in symbols:
+            if symbol in pending:
+                known = pending[symbol]
+                if since_ms is not None and (known is None or since_ms < known):
+                    pending[symbol] = since_ms
+            else:
+                pending[symbol] = since_ms
+        if not self._repairing:
+            self._repairing = True
+            self._spawn(self._repair_pending())
+
+    async def _repair_pending(self) -> None:
+        """Run the pending repairs, a batch at a time, until none is left."""
+        try:
+            while self._repairs_pending:
+                batch, self._repairs_pending = self._repairs_pending, {}
+                gaps = [t for t in batch.values() if t is not None]
+                # One window start for the batch: the earliest gap. Reaching back further for
+                # some series costs nothing more (still one page per series).
+                await self._backfill_until_done(list(batch), since_ms=min(gaps, default=None))
+        finally:
+            self._repairing = False
 
     async def _backfill_until_done(
         self, symbols: Sequence[str], *, since_ms: int | None = None
@@ -441,7 +472,7 @@ class FeedSession:
 
     def request_backfill(self, symbols: Sequence[str]) -> None:
         """Backfill these symbols in the background (the `force-backfill` command)."""
-        self._spawn(self._backfill_until_done(symbols))
+        self._request_repair(symbols)
 
     # -- live changes ------------------------------------------------------------------------
     async def update_entries(self, entries: Sequence[SymbolEntry]) -> None:
@@ -454,7 +485,7 @@ class FeedSession:
         if self._feed is not None and (gained or lost):
             await self._feed.update_symbols(list(new))
         if gained:
-            self._spawn(self._backfill_until_done(gained))
+            self._request_repair(gained)
 
     async def stop_tasks(self) -> None:
         for task in list(self._tasks):
