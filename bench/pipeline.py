@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import platform
@@ -55,7 +56,7 @@ from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
 from livermore_common.messages import Alert, Candle, CandleClosed, IndicatorUpdate  # noqa: E402
 from livermore_common.migrate import migrate  # noqa: E402
-from livermore_common.redisbus import execute_packed, pack_command  # noqa: E402
+from livermore_common.redisbus import create_redis, execute_packed, pack_command  # noqa: E402
 from livermore_common.streams import StreamConsumer  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
 from services.indicators.service import GROUP, candle_reader  # noqa: E402
@@ -134,7 +135,9 @@ async def delete_namespace(redis: aioredis.Redis, namespace: str) -> None:
 @contextlib.asynccontextmanager
 async def namespaced(redis_url: str, label: str) -> AsyncIterator[tuple[aioredis.Redis, KeySpace]]:
     namespace = f"bench:{label}:{uuid.uuid4().hex[:8]}:"
-    redis = aioredis.Redis.from_url(redis_url)
+    # The services' own client settings (no socket timeout: redis-py 8's default 5 s sends every
+    # command from a task of its own), so the in-process worker is measured as it runs.
+    redis = create_redis(redis_url, client_name="bench-pipeline")
     try:
         yield redis, KeySpace(namespace)
     finally:
@@ -172,6 +175,7 @@ async def worker_figures(redis_url: str, series: int, rounds: int, history: int)
                 close_event(s, i, p, fresh=False) for s, p in zip(symbols, phases, strict=True)
             )
         await redis.delete(keys.candle_closed_stream)
+        gc.freeze()  # as `livermore indicators` does after start-up: the setup is not garbage
         consumer = StreamConsumer(
             redis,
             keys.candle_closed_stream,
@@ -457,7 +461,7 @@ _RELAY = """
 import asyncio, sys
 import redis.asyncio as aioredis
 async def main():
-    r = aioredis.Redis.from_url(sys.argv[1])
+    r = aioredis.Redis.from_url(sys.argv[1], socket_timeout=None)  # as the services' clients
     last = "$"
     while True:
         for _, entries in await r.xread({sys.argv[2]: last}, block=1000) or []:
