@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import cProfile
 import os
-import platform
 import signal
 import sys
 import time
@@ -40,6 +39,8 @@ import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `services` (the simulator, the ingestor) when run as a script
+
+from _common import delete_namespace, machine  # noqa: E402
 
 from livermore_common.cache import CandleCache  # noqa: E402
 from livermore_common.config import CommonSettings  # noqa: E402
@@ -65,20 +66,6 @@ TARGET_FRAMES = 120_000
 TARGET_CANDLES = 30_000
 ISSUE_FLOOR_FRAMES = 30_000
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00Z: a fixed clock start, so runs are comparable
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"machine: nproc {os.cpu_count()}, {model}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {load} (shared machine)"
-    )
 
 
 def ratio(value: float, target: float) -> str:
@@ -368,19 +355,6 @@ async def write_only(redis_url: str, symbols: int, minutes: int = 40) -> float:
     finally:
         await delete_namespace(redis, namespace)
         await redis.aclose()
-
-
-async def delete_namespace(redis: aioredis.Redis, namespace: str) -> int:
-    deleted = 0
-    batch: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{namespace}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += await redis.unlink(*batch)
-            batch = []
-    if batch:
-        deleted += await redis.unlink(*batch)
-    return deleted
 
 
 # ---- main ---------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -42,6 +41,8 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `services` (the simulator's market) when run as a script
 
+from _common import machine  # noqa: E402
+
 from livermore_common.cache import CandleCache, candle_member  # noqa: E402
 from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.messages import CandleClosed  # noqa: E402
@@ -53,19 +54,6 @@ TARGET = 100.0
 COUNT = 1000
 START_MS = 1_767_225_600_000
 LISTPACK_ALL = {"zset-max-listpack-entries": "1024", "zset-max-listpack-value": "128"}
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"machine: nproc {os.cpu_count()}, {model}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
 
 
 def candles(symbol_index: int = 0) -> list[CandleClosed]:
@@ -205,7 +193,7 @@ def line(label: str, per: float, encoding: str = "") -> str:
 
 
 async def run(redis_url: str) -> int:
-    print(machine())
+    print(machine(load=False))
     events = candles()
     members = [len(candle_member(e)) for e in events]
     example = candle_member(events[-1]).decode()

@@ -33,7 +33,6 @@ import contextlib
 import gc
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -42,11 +41,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple
 
-import asyncpg
 import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `services` when run as a script
+
+from _common import delete_namespace, machine, private_database  # noqa: E402
 
 from livermore_common import messages  # noqa: E402
 from livermore_common.cache import CandleCache  # noqa: E402
@@ -55,7 +55,6 @@ from livermore_common.indicators import macdv_series  # noqa: E402
 from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
 from livermore_common.messages import Alert, Candle, CandleClosed, IndicatorUpdate  # noqa: E402
-from livermore_common.migrate import migrate  # noqa: E402
 from livermore_common.redisbus import create_redis, execute_packed, pack_command  # noqa: E402
 from livermore_common.streams import StreamConsumer  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
@@ -70,20 +69,6 @@ TARGET_P99_MS = 15.0
 START = 1_767_225_600_000
 MIN = 60_000
 EXCHANGE_ID, EXCHANGE = 2, "binance"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"machine: nproc {os.cpu_count()}, {model}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {load} (shared machine)"
-    )
 
 
 def wave(i: int, phase: float) -> Candle:
@@ -119,17 +104,6 @@ def close_event(symbol: str, i: int, phase: float, *, fresh: bool = True) -> Can
         exchange_time=c.timestamp + (MIN + 500 if fresh else 100 * MIN),
         received_at=int(time.time() * 1000),
     )
-
-
-async def delete_namespace(redis: aioredis.Redis, namespace: str) -> None:
-    batch: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{namespace}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            await redis.unlink(*batch)
-            batch = []
-    if batch:
-        await redis.unlink(*batch)
 
 
 @contextlib.asynccontextmanager
@@ -217,27 +191,6 @@ async def worker_figures(redis_url: str, series: int, rounds: int, history: int)
 
 
 # ---- 2. latency across processes ----------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def private_database(admin_url: str) -> AsyncIterator[str]:
-    name = f"bench_pipeline_{uuid.uuid4().hex[:8]}"
-    base = admin_url.rsplit("/", 1)[0]
-    conn = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = f"{base}/{name}"
-    try:
-        await migrate(url)
-        yield url
-    finally:
-        conn = await asyncpg.connect(f"{base}/postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -554,7 +507,7 @@ async def run(args: argparse.Namespace) -> int:
         "close -> alert crosses two such hops"
     )
     shape = (args.latency_series, args.ticks, args.interval)
-    async with private_database(args.database_url) as url:
+    async with private_database(args.database_url, "pipeline") as url:
         report_latency(
             "alerts with alert_history in Postgres", await latency_run(args.redis_url, url, *shape)
         )
