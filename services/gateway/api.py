@@ -28,6 +28,7 @@ MAX_LIMIT = 500
 MAX_COMMAND_TIMEOUT = 30.0
 INGESTOR = "ingestor"
 SYMBOL_MANAGER = "symbol manager"
+REFRESH_TIMEOUT = MAX_COMMAND_TIMEOUT
 
 
 class CommandRelay(Protocol):
@@ -221,6 +222,10 @@ async def _relay(request: web.Request, verb: str, answered_by: str = INGESTOR) -
             503, "LIVERMORE_CONTROL_SECRET is not set on the gateway, so it cannot sign commands"
         )
     timeout = body.timeout or state.settings.command_timeout
+    if answered_by == SYMBOL_MANAGER and body.timeout is None:
+        # A refresh reads the venue's REST (and every account's balances): give it longer than
+        # a start/stop, as `livermore ctl refresh-symbols` does.
+        timeout = max(timeout, REFRESH_TIMEOUT)
     name = str(row["name"])
     expect = 1
     if answered_by == INGESTOR:
