@@ -265,3 +265,27 @@ def test_trades_repeated_after_the_snapshot_count_once() -> None:
     )
     (closed,) = [e for e in events if isinstance(e, ClosedCandle)]
     assert closed.candle.volume == 7.0  # 1 + 2 + 4, the repeats of ids 2 and 3 ignored
+
+
+def test_snapshot_trades_in_the_same_millisecond_all_count() -> None:
+    """Coinbase lists a snapshot newest first; two trades of one millisecond must both count
+    (sorted by time alone, the older one came second and looked like a repeat of a seen id)."""
+    feed, f = make_feed(), Frames()
+    events = run(
+        feed,
+        f.trades(
+            "2024-01-01T00:00:30Z",
+            [
+                ("2024-01-01T00:00:10.5008Z", "101", "2"),  # newest first, as the venue sends
+                ("2024-01-01T00:00:10.5004Z", "100", "1"),  # same millisecond, the open
+                ("2023-12-31T23:59:50Z", "99", "5"),
+            ],
+            kind="snapshot",
+            ids=[12, 11, 10],
+        ),
+        f.heartbeat("2024-01-01 00:01:03.000000000"),
+        f.heartbeat("2024-01-01 00:01:04.000000000"),
+    )
+    (closed,) = [e for e in events if isinstance(e, ClosedCandle)]
+    c = closed.candle
+    assert (c.open, c.close, c.volume) == (100.0, 101.0, 3.0)

@@ -44,6 +44,13 @@ CHANNEL_TIMEFRAME = {CANDLES: "5m", MARKET_TRADES: "1m"}
 _encoder = msgspec.json.Encoder()
 
 
+def _trade_order(trade: parse.Trade) -> tuple[int, int, str]:
+    """Oldest first, and by trade id within a millisecond (numeric ids compare by length, then
+    text). A snapshot comes newest first: ordered by time alone, two trades of one millisecond
+    stayed newest first, and the older one then looked like a repeat of an id already seen."""
+    return trade.time_ms, len(trade.trade_id), trade.trade_id
+
+
 class CoinbaseFeed(FeedBase):
     stall_timeout_default = 5.0  # heartbeats arrive every second
 
@@ -260,7 +267,7 @@ class CoinbaseFeed(FeedBase):
                     continue
                 by_product[raw.product_id].append(trade)
             for product, trades in by_product.items():
-                trades.sort(key=lambda t: t.time_ms)
+                trades.sort(key=_trade_order)
                 events.extend(self._watch_trades(product, now))
                 if ev.type == "snapshot":
                     self._trades.prove_complete_after(product, trades[0].time_ms)
