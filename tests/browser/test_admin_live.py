@@ -40,6 +40,7 @@ TIMEOUT_MS = 20_000
 @pytest.fixture
 async def live_system(
     pointed_db: Database,  # noqa: F811
+    redis_client: aioredis.Redis,  # set up first, so its clean-up runs after the ingestor stops
     redis_url: str,
     database_url: str,
     namespace: str,

@@ -120,7 +120,9 @@ async def test_outer_cancellation_is_not_swallowed(redis_url: str, keyspace: Key
 
 
 async def test_repeated_crashes_never_hang_on_a_swallowed_cancellation(
-    redis_url: str, keyspace: KeySpace
+    redis_url: str,
+    keyspace: KeySpace,
+    redis_client: aioredis.Redis,  # removes the counter this test leaves in its namespace
 ) -> None:
     # The heartbeat is cancelled while redis-py (re)connects; on Python 3.11 that cancel can be
     # swallowed inside asyncio.wait_for. The runner must still finish every time.
