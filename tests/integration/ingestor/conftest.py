@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -23,13 +23,14 @@ from services.ingestor.runner import info_from_row
 from services.ingestor.service import Ingestor
 from services.sim.config import SimConfig
 from services.sim.server import Simulator
+from tests.helpers import eventually
 
 SECRET = "test-control-secret"
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    config = SimConfig(
+def sim_config(**overrides: Any) -> SimConfig:
+    """The ingestor tests' simulator: 8 symbols, a sim minute per real second."""
+    base: dict[str, Any] = dict(
         symbols=8,
         seed=11,
         speed=60.0,
@@ -37,16 +38,28 @@ async def sim() -> AsyncIterator[Simulator]:
         coinbase_public_rps=0.0,
         history_minutes=600,
     )
-    async with Simulator(config) as simulator:
+    return SimConfig(**(base | overrides))
+
+
+@contextlib.asynccontextmanager
+async def database_pointed_at(database_url: str, sim: Simulator) -> AsyncIterator[Database]:
+    """The migrated test database with both venues' rows pointed at `sim`."""
+    await migrate(database_url)
+    async with Database(database_url) as db:
+        await db.set_exchange_endpoints("coinbase", sim.coinbase_ws_url, sim.coinbase_url)
+        await db.set_exchange_endpoints("binance", sim.binance_ws_url, sim.binance_url)
+        yield db
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(sim_config()) as simulator:
         yield simulator
 
 
 @pytest.fixture
 async def pointed_db(database_url: str, sim: Simulator) -> AsyncIterator[Database]:
-    await migrate(database_url)
-    async with Database(database_url) as db:
-        await db.set_exchange_endpoints("coinbase", sim.coinbase_ws_url, sim.coinbase_url)
-        await db.set_exchange_endpoints("binance", sim.binance_ws_url, sim.binance_url)
+    async with database_pointed_at(database_url, sim) as db:
         yield db
 
 
@@ -150,3 +163,22 @@ def assert_no_duplicates(events: list[CandleClosed]) -> None:
         key = (e.exchange_id, e.symbol, e.timeframe, e.timestamp)
         assert key not in seen, f"announced twice: {key}"
         seen.add(key)
+
+
+async def wait_for_closes(
+    redis: aioredis.Redis,
+    keys: KeySpace,
+    ex: int,
+    symbols: Sequence[str],
+    tf: str,
+    n: int,
+    *,
+    timeout: float = 40,
+) -> None:
+    """Until every one of `symbols` has at least `n` stored `tf` candles."""
+
+    async def enough() -> bool:
+        counts = [len(await stored(redis, keys, ex, s, tf)) for s in symbols]
+        return min(counts) >= n
+
+    await eventually(enough, timeout=timeout, interval=0.2)

@@ -11,7 +11,6 @@ import pytest
 
 from livermore_common import messages
 from livermore_common.messages import LifecycleEvent
-from tests.helpers import eventually
 
 from .conftest import (
     announced,
@@ -19,6 +18,7 @@ from .conftest import (
     assert_no_duplicates,
     settings_for,
     stored,
+    wait_for_closes,
 )
 
 COINBASE = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD", "ADA-USD")
@@ -46,16 +46,11 @@ async def test_coinbase_stall_is_detected_and_repaired(
         timeframes=("1m",),
     )
     await start_ingestor(settings)
-
-    async def closes(n: int) -> bool:
-        counts = [len(await stored(redis_client, keyspace, 1, s, "1m")) for s in symbols]
-        return min(counts) >= n
-
-    await eventually(lambda: closes(22), timeout=40, interval=0.2)
+    await wait_for_closes(redis_client, keyspace, 1, symbols, "1m", 22)
     sim.faults.stall("coinbase", seconds=4.0 + round_ * 0.5)
     before = len(await stored(redis_client, keyspace, 1, symbols[0], "1m"))
     # At one sim minute per real second the silence spans several minutes; wait until well after.
-    await eventually(lambda: closes(before + 10), timeout=40, interval=0.2)
+    await wait_for_closes(redis_client, keyspace, 1, symbols, "1m", before + 10)
     events = [
         messages.decode(f[b"data"], LifecycleEvent)
         for _, f in await redis_client.xrange(keyspace.lifecycle_stream)

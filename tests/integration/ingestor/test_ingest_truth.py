@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import eventually
-
 from .conftest import (
     announced,
     assert_matches_truth,
     assert_no_duplicates,
     settings_for,
     stored,
+    wait_for_closes,
 )
 
 BINANCE = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 COINBASE = ("BTC-USD", "ETH-USD", "SOL-USD")
-
-
-async def _wait_for_closes(redis_client, keyspace, ex, symbols, tf, n):  # type: ignore[no-untyped-def]
-    async def enough() -> bool:
-        counts = [len(await stored(redis_client, keyspace, ex, s, tf)) for s in symbols]
-        return min(counts) >= n
-
-    await eventually(enough, timeout=40, interval=0.2)
 
 
 @pytest.mark.parametrize(
@@ -46,8 +37,8 @@ async def test_live_and_backfilled_candles_match_truth(
     )
     await start_ingestor(settings)
     # 20 backfilled + at least 5 live 1m candles (one sim minute per real second).
-    await _wait_for_closes(redis_client, keyspace, ex_id, symbols, "1m", 25)
-    await _wait_for_closes(redis_client, keyspace, ex_id, symbols, "5m", 21)
+    await wait_for_closes(redis_client, keyspace, ex_id, symbols, "1m", 25)
+    await wait_for_closes(redis_client, keyspace, ex_id, symbols, "5m", 21)
     for symbol in symbols:
         for tf in ("1m", "5m"):
             assert_matches_truth(
@@ -79,7 +70,7 @@ async def test_binance_faults_are_repaired_without_loss_or_duplicates(
         stall_timeout_s=3.0,
     )
     running = await start_ingestor(settings)
-    await _wait_for_closes(redis_client, keyspace, 2, BINANCE[:2], "1m", 22)
+    await wait_for_closes(redis_client, keyspace, 2, BINANCE[:2], "1m", 22)
     if fault == "drop":
         sim.faults.drop("binance")
     elif fault == "stall":
@@ -93,7 +84,7 @@ async def test_binance_faults_are_repaired_without_loss_or_duplicates(
     else:
         sim.faults.server_shutdown(after_s=0.5)
     before = len(await stored(redis_client, keyspace, 2, BINANCE[0], "1m"))
-    await _wait_for_closes(redis_client, keyspace, 2, BINANCE[:2], "1m", before + 12)
+    await wait_for_closes(redis_client, keyspace, 2, BINANCE[:2], "1m", before + 12)
     for symbol in BINANCE[:2]:
         for tf in ("1m", "5m"):
             assert_matches_truth(
@@ -117,10 +108,10 @@ async def test_coinbase_sequence_skip_is_repaired(
         "coinbase", database_url, redis_url, namespace, autostart=True, symbols=COINBASE[:2]
     )
     running = await start_ingestor(settings)
-    await _wait_for_closes(redis_client, keyspace, 1, COINBASE[:2], "1m", 22)
+    await wait_for_closes(redis_client, keyspace, 1, COINBASE[:2], "1m", 22)
     sim.faults.sequence_skip(1)
     before = len(await stored(redis_client, keyspace, 1, COINBASE[0], "1m"))
-    await _wait_for_closes(redis_client, keyspace, 1, COINBASE[:2], "1m", before + 8)
+    await wait_for_closes(redis_client, keyspace, 1, COINBASE[:2], "1m", before + 8)
     assert running.ingestor.counters.gaps >= 1
     for symbol in COINBASE[:2]:
         assert_matches_truth(

@@ -11,6 +11,7 @@ from .conftest import (
     assert_no_duplicates,
     settings_for,
     stored,
+    wait_for_closes,
 )
 
 COINBASE = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -35,18 +36,13 @@ async def test_a_failed_repair_is_retried_and_fills_the_hole(
         timeframes=("1m",),
     )
     running = await start_ingestor(settings)
-
-    async def closes(n: int) -> bool:
-        counts = [len(await stored(redis_client, keyspace, 1, s, "1m")) for s in COINBASE]
-        return min(counts) >= n
-
-    await eventually(lambda: closes(22), timeout=40, interval=0.2)
+    await wait_for_closes(redis_client, keyspace, 1, COINBASE, "1m", 22)
     # The next REST calls fail (the venue is briefly unavailable), then a gap is reported: the
     # repair's first attempts fail while live minutes keep being stored after the hole.
     sim.faults.http_error("coinbase", status=503, count=4)
     sim.faults.sequence_skip(1)
     before = len(await stored(redis_client, keyspace, 1, COINBASE[0], "1m"))
-    await eventually(lambda: closes(before + 12), timeout=60, interval=0.2)
+    await wait_for_closes(redis_client, keyspace, 1, COINBASE, "1m", before + 12, timeout=60)
     counters = running.ingestor.counters
     assert counters.gaps >= 1
     assert counters.repair_retries >= 1

@@ -16,11 +16,9 @@ from livermore_common.exchanges.base import AdapterOptions
 from livermore_common.exchanges.factory import ExchangeAdapterFactory
 from livermore_common.exchanges.ws import open_socket
 from livermore_common.keys import KeySpace
-from livermore_common.migrate import migrate
 from services.ingestor.config import build_parser, settings_from_args
 from services.ingestor.runner import adapter_options, info_from_row
 from services.ingestor.service import Ingestor
-from services.sim.config import SimConfig
 from services.sim.server import Simulator
 from tests.helpers import eventually
 
@@ -29,7 +27,9 @@ from .conftest import (
     announced,
     assert_matches_truth,
     assert_no_duplicates,
+    database_pointed_at,
     settings_for,
+    sim_config,
     stored,
 )
 
@@ -38,25 +38,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def tls_sim() -> AsyncIterator[Simulator]:
-    config = SimConfig(
-        symbols=8,
-        seed=11,
-        speed=60.0,
-        binance_ping_interval_s=1.0,
-        coinbase_public_rps=0.0,
-        history_minutes=600,
-        tls=True,
-    )
-    async with Simulator(config) as simulator:
+    async with Simulator(sim_config(tls=True)) as simulator:
         yield simulator
 
 
 @pytest.fixture
 async def tls_db(database_url: str, tls_sim: Simulator) -> AsyncIterator[Database]:
-    await migrate(database_url)
-    async with Database(database_url) as db:
-        await db.set_exchange_endpoints("coinbase", tls_sim.coinbase_ws_url, tls_sim.coinbase_url)
-        await db.set_exchange_endpoints("binance", tls_sim.binance_ws_url, tls_sim.binance_url)
+    async with database_pointed_at(database_url, tls_sim) as db:
         yield db
 
 
