@@ -37,7 +37,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,8 +55,15 @@ from livermore_common.indicators import macdv_series  # noqa: E402
 from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
 from livermore_common.messages import Alert, Candle, CandleClosed, IndicatorUpdate  # noqa: E402
-from livermore_common.redisbus import create_redis, execute_packed, pack_command  # noqa: E402
+from livermore_common.rawredis import RawConnection  # noqa: E402
+from livermore_common.redisbus import (  # noqa: E402
+    create_redis,
+    execute_packed,
+    pack_command,
+    raw_pool,
+)
 from livermore_common.streams import StreamConsumer  # noqa: E402
+from livermore_common.warm import keep_warm  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
 from services.indicators.service import GROUP, candle_reader  # noqa: E402
 from services.indicators.store import StateStore  # noqa: E402
@@ -117,6 +124,57 @@ async def namespaced(redis_url: str, label: str) -> AsyncIterator[tuple[aioredis
     finally:
         await delete_namespace(redis, namespace)
         await redis.aclose()
+
+
+class Subscriber:
+    """A lean subscriber (a `rawredis` connection): each message is stamped as it is read and
+    decoded only afterwards, so the figure is the delivery, not this process's parsing."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self.messages: list[tuple[float, list[bytes]]] = []
+        self._conn: RawConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, channels: list[str], patterns: list[str] = ()) -> None:  # type: ignore[assignment]
+        raw = raw_pool(self._redis)
+        assert raw is not None, "a client from create_redis"
+        self._conn = conn = await raw.acquire()
+        for verb, names in (("SUBSCRIBE", channels), ("PSUBSCRIBE", patterns)):
+            for name in names:
+                await conn.write(pack_command(verb, name))
+                await conn.read()
+        self._task = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        assert self._conn is not None
+        read, out = self._conn.read, self.messages
+        while True:
+            message = await read()
+            out.append((time.perf_counter(), message))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            self._conn.close()
+
+
+@contextlib.asynccontextmanager
+async def warm_like_the_service(
+    redis: aioredis.Redis, rehearse: Callable[[], object]
+) -> AsyncIterator[None]:
+    """This process stands in for a service on the path (the ingestor's writer, or the worker),
+    so it keeps its side warm as that service does (`livermore_common.warm`)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(keep_warm(stop, redis, rehearse=rehearse))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 # ---- 1. worker rate and burst -------------------------------------------------------------------
@@ -281,22 +339,17 @@ async def latency_run(
         sent: dict[tuple[str, str, int], float] = {}
         received: list[tuple[float, Alert]] = []
         updates: dict[tuple[str, str, int], float] = {}
-        pubsub = redis.pubsub()
-        await pubsub.subscribe(keys.alerts_channel(EXCHANGE_ID))
         # The indicator channel too: where the time goes (worker vs evaluator).
-        await pubsub.psubscribe(keys.indicator_channel(EXCHANGE_ID, "*", "1m", "macd-v"))
-
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                at = time.perf_counter()
-                if message["type"] == "message":
-                    received.append((at, messages.decode(message["data"], Alert)))
-                elif message["type"] == "pmessage":
-                    u = messages.decode(message["data"], IndicatorUpdate)
-                    updates[(u.symbol, u.timeframe, u.timestamp)] = at
-
-        listener = asyncio.create_task(listen())
-        async with services(env, [] if database_url else ["--no-history"]):
+        subscriber = Subscriber(redis)
+        await subscriber.start(
+            [keys.alerts_channel(EXCHANGE_ID)],
+            [keys.indicator_channel(EXCHANGE_ID, "*", "1m", "macd-v")],
+        )
+        last: list[CandleClosed] = []
+        async with (
+            services(env, [] if database_url else ["--no-history"]),
+            warm_like_the_service(redis, lambda: last and cache.pack_announce(last)),
+        ):
             warm = 40  # history: state seeded, no alerts (stale closes)
             for i in range(warm):
                 await cache.announce_closed_many(
@@ -309,13 +362,17 @@ async def latency_run(
                 for event in batch:
                     sent[(event.symbol, event.timeframe, event.timestamp)] = now
                 await cache.announce_closed_many(batch)
+                last[:] = batch[-8:]
                 await asyncio.sleep(interval)
             await wait_until(lambda: caught_up(redis, keys), 30, "the services to finish")
             await asyncio.sleep(0.2)
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await pubsub.aclose()
+        await subscriber.stop()
+    for at, message in subscriber.messages:
+        if message[0] == b"message":
+            received.append((at, messages.decode(message[2], Alert)))
+        elif message[0] == b"pmessage":
+            u = messages.decode(message[3], IndicatorUpdate)
+            updates[(u.symbol, u.timeframe, u.timestamp)] = at
     out = Latency([], [], [], [(at - sent[k]) * 1000 for k, at in updates.items() if k in sent])
     for at, a in received:
         key = (a.symbol, a.timeframe, a.candle_timestamp)
@@ -360,15 +417,9 @@ async def evaluator_run(
                     by_tick[i].append(to_update(event, point, prev))
                     prev = point.timestamp
         sent: dict[tuple[str, str, int], float] = {}
-        received: list[tuple[float, Alert]] = []
-        pubsub = redis.pubsub()
-        await pubsub.subscribe(keys.alerts_channel(EXCHANGE_ID))
-
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                at = time.perf_counter()
-                if message["type"] == "message":
-                    received.append((at, messages.decode(message["data"], Alert)))
+        subscriber = Subscriber(redis)
+        await subscriber.start([keys.alerts_channel(EXCHANGE_ID)])
+        last: list[list[IndicatorUpdate]] = []
 
         def packed(updates: list[IndicatorUpdate]) -> bytes:
             # One script call: the evaluator's blocked read sees the tick whole, as it sees the
@@ -381,8 +432,10 @@ async def evaluator_run(
                 if isinstance(reply, Exception):
                     raise reply
 
-        listener = asyncio.create_task(listen())
-        async with services(env, [] if database_url else ["--no-history"], indicators=False):
+        async with (
+            services(env, [] if database_url else ["--no-history"], indicators=False),
+            warm_like_the_service(redis, lambda: last and packed(last[0])),
+        ):
             for tick in by_tick[:warm]:
                 await append(packed(tick))
             await wait_until(
@@ -394,15 +447,16 @@ async def evaluator_run(
                 for u in tick:
                     sent[(u.symbol, u.timeframe, u.timestamp)] = now
                 await append(command)
+                last[:] = [tick]
                 await asyncio.sleep(interval)
             await wait_until(
                 lambda: caught_up(redis, keys, indicators=False), 30, "the evaluator to finish"
             )
             await asyncio.sleep(0.2)
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await pubsub.aclose()
+        await subscriber.stop()
+    received = [
+        (at, messages.decode(m[2], Alert)) for at, m in subscriber.messages if m[0] == b"message"
+    ]
     return [
         (at - sent[(a.symbol, a.timeframe, a.candle_timestamp)]) * 1000
         for at, a in received

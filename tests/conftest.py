@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from livermore_common.keys import KeySpace
+from livermore_common.redisbus import create_redis
 from tests.servers import postgres_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,8 @@ def keyspace(namespace: str) -> KeySpace:
 
 @pytest.fixture
 async def redis_client(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    # The services' own client (its hot-path commands go over `rawredis` connections).
+    client = create_redis(redis_url)
     try:
         await client.ping()
     except Exception as exc:  # a configured but dead server

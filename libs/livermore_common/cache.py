@@ -21,7 +21,8 @@ from livermore_common import messages
 from livermore_common.keys import TIER_SHARED, TIER_USER, KeySpace
 from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, IndicatorUpdate
-from livermore_common.redisbus import execute_packed, pack_bulk
+from livermore_common.rawredis import RawConnection
+from livermore_common.redisbus import execute_packed, pack_bulk, raw_pool
 from livermore_common.streams import DEFAULT_MAXLEN
 
 # One call stores and announces a batch of candles (one script dispatch for many candles).
@@ -125,6 +126,11 @@ class CandleCache:
         # the same series -> (shared key, close channel as a RESP bulk string) for announcing
         self._announce_names: dict[tuple[int, str, str], tuple[str, bytes]] = {}
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The client it writes with."""
+        return self._redis
+
     # -- names -------------------------------------------------------------------------------
     def _series(self, exchange_id: int, symbol: str, timeframe: str) -> tuple[str, str]:
         series = (exchange_id, symbol, timeframe)
@@ -196,6 +202,17 @@ class CandleCache:
             if isinstance(reply, Exception):
                 raise reply
         return sum(int(r) for r in replies)
+
+    def pack_announce(
+        self, events: Sequence[CandleClosed], *, legacy_user_ids: Sequence[int] = ()
+    ) -> list[bytes]:
+        """The calls `announce_closed_many(events)` would send, without sending them: what the
+        ingestor's keep-warm rehearsal builds (`livermore_common.warm`)."""
+        legacy = tuple(legacy_user_ids)
+        return [
+            self._packed(events[i : i + _SCRIPT_BATCH], legacy)
+            for i in range(0, len(events), _SCRIPT_BATCH)
+        ]
 
     def writer(self, *, legacy_user_ids: Sequence[int] = ()) -> ClosedWriter:
         """A pipelined `announce_closed_many` on a connection of its own (see `ClosedWriter`)."""
@@ -443,6 +460,8 @@ class ClosedWriter:
         self._cache = cache
         self._legacy = legacy_user_ids
         self._pool = cache._redis.connection_pool
+        self._raw = raw_pool(cache._redis)
+        self._rc: RawConnection | None = None
         self._conn: Any = None
         self._pending: list[int] = []  # script calls per batch in flight, oldest first
 
@@ -452,10 +471,19 @@ class ClosedWriter:
         return len(self._pending)
 
     async def __aenter__(self) -> ClosedWriter:
-        self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        if self._raw is not None:
+            self._rc = await self._raw.acquire()
+        else:
+            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._rc is not None:
+            rc, self._rc = self._rc, None
+            assert self._raw is not None
+            self._raw.release(rc, reusable=exc_type is None and not self._pending)
+            self._pending.clear()
+            return
         conn, self._conn = self._conn, None
         try:
             if exc_type is not None or self._pending:  # failed, or replies left unread
@@ -468,11 +496,14 @@ class ClosedWriter:
         """Send the calls announcing `events` (in order) without waiting for their replies."""
         if not events:
             return
-        conn, cache, calls = self._conn, self._cache, 0
+        conn, rc, cache, calls = self._conn, self._rc, self._cache, 0
         for i in range(0, len(events), _SCRIPT_BATCH):
             packed = cache._packed(events[i : i + _SCRIPT_BATCH], self._legacy)
-            # No health check (a PING) while replies are pending: its reply would be misread.
-            await conn.send_packed_command(packed, check_health=not self._pending and not calls)
+            if rc is not None:
+                await rc.write(packed)
+            else:
+                # No health check (a PING) while replies are pending: its reply would be misread.
+                await conn.send_packed_command(packed, check_health=not self._pending and not calls)
             calls += 1
         self._pending.append(calls)
 
@@ -485,7 +516,13 @@ class ClosedWriter:
             error: Exception | None = None
             for _ in range(self._pending[0]):
                 try:
-                    announced += int(await self._conn.read_response())
+                    if self._rc is not None:
+                        reply = await self._rc.read()
+                        if isinstance(reply, ResponseError):
+                            raise reply
+                    else:
+                        reply = await self._conn.read_response()
+                    announced += int(reply)
                 except ResponseError as exc:
                     error = error or exc
                 self._pending[0] -= 1

@@ -57,6 +57,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     namespace: str = ""
     control_secret: Secret = Secret("")
     instance_id: str = ""
+    # While idle, the hot-path services rehearse their path this often (ms; 0 = off): see
+    # `livermore_common.warm`.
+    keep_warm_ms: float = 2.0
 
 
 def _convert_hook(type_: type, obj: Any) -> Any:

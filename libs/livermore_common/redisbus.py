@@ -12,6 +12,25 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from livermore_common.config import CommonSettings
 from livermore_common.keys import KeySpace
+from livermore_common.rawredis import RawConnection, RawPool, borrowed
+
+
+class LivermoreRedis(aioredis.Redis):
+    """redis-py's asyncio client, plus a `RawPool` to the same server for the packed commands
+    of the hot paths (`execute_packed`, `PackedSender`; see `rawredis`), closed with it."""
+
+    raw: RawPool | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self.raw is not None:
+            await self.raw.aclose()
+        await super().aclose(close_connection_pool)
+
+
+def raw_pool(redis: aioredis.Redis) -> RawPool | None:
+    """The client's raw pool (None: a client not made by `create_redis`, or a URL that
+    `rawredis` does not speak to directly; redis-py's own connections are used then)."""
+    return getattr(redis, "raw", None)
 
 
 def create_redis(url: str, *, client_name: str | None = None) -> aioredis.Redis:
@@ -24,7 +43,7 @@ def create_redis(url: str, *, client_name: str | None = None) -> aioredis.Redis:
     keepalive and the health check. redis-py's default retry (3 attempts with jittered backoff)
     covers blips.
     """
-    return aioredis.Redis.from_url(
+    client = LivermoreRedis.from_url(
         url,
         decode_responses=False,
         socket_timeout=None,
@@ -33,6 +52,9 @@ def create_redis(url: str, *, client_name: str | None = None) -> aioredis.Redis:
         health_check_interval=30,
         client_name=client_name,
     )
+    assert isinstance(client, LivermoreRedis)
+    client.raw = RawPool.for_redis_pool(client.connection_pool)
+    return client
 
 
 @asynccontextmanager
@@ -86,6 +108,14 @@ async def execute_packed(redis: aioredis.Redis, commands: Iterable[bytes]) -> li
     instances (like a pipeline with raise_on_error=False). On any failure or cancellation the
     connection is dropped, so unread replies can never reach its next user.
     """
+    raw = raw_pool(redis)
+    if raw is not None:
+        async with borrowed(raw) as rc:
+            sent = 0
+            for command in commands:
+                await rc.write(command)
+                sent += 1
+            return [await rc.read() for _ in range(sent)]
     pool = redis.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
@@ -119,14 +149,24 @@ class PackedSender:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._pool = redis.connection_pool
+        self._raw = raw_pool(redis)
+        self._rc: RawConnection | None = None
         self._conn: Any = None
         self._sent = 0
 
     async def __aenter__(self) -> PackedSender:
-        self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        if self._raw is not None:
+            self._rc = await self._raw.acquire()
+        else:
+            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._rc is not None:
+            rc, self._rc = self._rc, None
+            assert self._raw is not None
+            self._raw.release(rc, reusable=exc_type is None and not self._sent)
+            return
         conn, self._conn = self._conn, None
         try:
             if exc_type is not None or self._sent:  # failed, or replies left unread
@@ -135,12 +175,20 @@ class PackedSender:
             await self._pool.release(conn)
 
     async def send(self, command: bytes) -> None:
-        await self._conn.send_packed_command(command, check_health=self._sent == 0)
+        if self._rc is not None:
+            await self._rc.write(command)
+        else:
+            await self._conn.send_packed_command(command, check_health=self._sent == 0)
         self._sent += 1
 
     async def replies(self) -> list[Any]:
         """The reply of every command sent so far, in order."""
         out: list[Any] = []
+        if self._rc is not None:
+            while self._sent:
+                out.append(await self._rc.read())
+                self._sent -= 1
+            return out
         while self._sent:
             try:
                 out.append(await self._conn.read_response())
@@ -161,6 +209,10 @@ class ScriptRunner:
     async def sha(self, script: str) -> str:
         """The script's SHA1, loading it into Redis the first time."""
         return self._shas.get(script) or await self._load(script)
+
+    def known_sha(self, script: str) -> str | None:
+        """The script's SHA1 if it was loaded already (no I/O)."""
+        return self._shas.get(script)
 
     async def run_packed(self, script: str, commands: list[bytes]) -> list[Any]:
         """Replies to EVALSHA `commands` packed by the caller with `sha(script)`, rerunning the

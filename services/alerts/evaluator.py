@@ -21,8 +21,16 @@ from livermore_common import messages
 from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
+from livermore_common.timeframes import interval_ms
 
-from .rules import AlertDecision, AlertState, evaluate_update, to_alert
+from .rules import (
+    NEGATIVE_LEVELS,
+    AlertDecision,
+    AlertState,
+    evaluate_update,
+    level_label,
+    to_alert,
+)
 from .store import AlertStateStore, Commit, ContextSpec, Publication
 
 SeriesId = tuple[int, str, str]
@@ -65,6 +73,8 @@ class AlertEvaluator:
         self._states: dict[str, tuple[str, bytes | None, AlertState]] = {}
         # series -> (state key, alert channel), built once per series.
         self._names: dict[SeriesId, tuple[str, str]] = {}
+        # The last update handled, as received: what `rehearse` replays.
+        self._last_raw: bytes | None = None
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         by_series: dict[SeriesId, list[IndicatorUpdate]] = {}
@@ -88,6 +98,42 @@ class AlertEvaluator:
                 # Waiting for another evaluator to commit an earlier update of these series.
                 self.stats.order_waits += 1
                 await asyncio.sleep(0.02)
+        if entries:
+            self._last_raw = entries[-1].data
+
+    def rehearse(self) -> None:
+        """The hot path once more, writing nothing (`livermore_common.warm`): decode the last
+        update handled, evaluate the update after it against a copy of its series' remembered
+        state, build an alert from it as if one were raised, and pack the commit call."""
+        raw = self._last_raw
+        if raw is None:
+            return
+        update = messages.decode(raw, IndicatorUpdate)
+        key, channel = self._series_names((update.exchange_id, update.symbol, update.timeframe))
+        stored = self._states.get(key)
+        if stored is None:
+            return
+        ts, blob, state = stored
+        after = msgspec.structs.replace(
+            update,
+            timestamp=update.timestamp + interval_ms(update.timeframe),
+            prev_timestamp=update.timestamp,
+        )
+        state, decided = _decide(state, [after])
+        if not decided:
+            decision = AlertDecision(
+                label=level_label(NEGATIVE_LEVELS[0]),
+                kind="level",
+                direction="down",
+                level=NEGATIVE_LEVELS[0],
+                trigger_value=after.macd_v or 0.0,
+                histogram=after.histogram,
+                candle_timestamp=after.timestamp,
+                triggered_at=after.exchange_time,
+            )
+            decided = [(after, [decision])]
+        commits, _ = self._commits([(key, channel, ts, blob or b"", state, decided)])
+        self._store.pack(commits)
 
     def _ready(
         self, state: AlertState, updates: list[IndicatorUpdate], patient: bool

@@ -9,6 +9,7 @@ import gc
 from livermore_common.db import Database
 from livermore_common.lifecycle import ServiceContext
 from livermore_common.streams import StreamConsumer
+from livermore_common.warm import keep_warm
 
 from .config import AlertSettings
 from .evaluator import AlertEvaluator
@@ -68,6 +69,15 @@ async def run_alerts(ctx: ServiceContext, settings: AlertSettings) -> None:
     )
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run(ctx.stop))
+        tg.create_task(
+            keep_warm(
+                ctx.stop,
+                ctx.redis,
+                period_ms=settings.common.keep_warm_ms,
+                rehearse=evaluator.rehearse,
+                activity=lambda: consumer.stats.processed,
+            )
+        )
         if history is not None:
             tg.create_task(history.run(ctx.stop))
         if notifier is not None:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import msgspec
 import redis.asyncio as aioredis
 
-from livermore_common.redisbus import ScriptRunner, load_states
+from livermore_common.redisbus import ScriptRunner, load_states, pack_command
 from livermore_common.streams import DEFAULT_MAXLEN
 
 from .rules import BEARISH_STAGES, BULLISH_STAGES, TIMEFRAME_WEIGHTS
@@ -166,6 +166,12 @@ class AlertStateStore:
             results += [bool(r) for r in done]
             contexts += ctx
         return results, contexts
+
+    def pack(self, items: Sequence[Commit]) -> bytes | None:
+        """The commit call for `items` as `commit` sends it, without sending it (None until the
+        script is loaded): the keep-warm rehearsal's last step."""
+        sha = self._scripts.known_sha(_COMMIT)
+        return None if sha is None else pack_command("EVALSHA", sha, *self._commit_call(items))
 
     def _commit_call(self, items: Sequence[Commit]) -> list[Any]:
         keys: list[str] = [self._stream]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 from livermore_common.cache import CandleCache
 from livermore_common.lifecycle import ServiceContext
 from livermore_common.messages import Candle, CandleClosed
 from livermore_common.streams import StreamConsumer
+from livermore_common.warm import keep_warm
 
 from .config import IndicatorSettings
 from .store import StateStore
@@ -83,4 +85,14 @@ async def run_indicators(ctx: ServiceContext, settings: IndicatorSettings) -> No
     gc.collect()
     gc.freeze()
     ctx.log.info("indicator worker consuming", stream=keys.candle_closed_stream, group=GROUP)
-    await consumer.run(ctx.stop)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consumer.run(ctx.stop))
+        tg.create_task(
+            keep_warm(
+                ctx.stop,
+                ctx.redis,
+                period_ms=settings.common.keep_warm_ms,
+                rehearse=worker.rehearse,
+                activity=lambda: consumer.stats.processed,
+            )
+        )

@@ -138,6 +138,12 @@ class StateStore:
         async with PackedSender(self._redis) as sender:
             yield Committer(self, sender, sha)
 
+    def pack(self, items: Sequence[CommitItem]) -> bytes | None:
+        """The commit call for `items` as `committer` sends it, without sending it (None until
+        the script is loaded): the keep-warm rehearsal's last step."""
+        sha = self._scripts.known_sha(_COMMIT)
+        return None if sha is None else self._pack(sha.encode(), items)
+
     def _name(self, name: str) -> bytes:
         packed = self._packed.get(name)
         if packed is None:

@@ -123,6 +123,8 @@ class IndicatorWorker:
         self._log = get_logger("indicators")
         self._series: dict[SeriesId, _Series] = {}
         self._states: dict[str, _Stored] = {}
+        # The last event handled, as received: what `rehearse` replays.
+        self._last_raw: bytes | None = None
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         """Stream handler: decode, group by series (order kept), apply, commit with CAS."""
@@ -141,9 +143,44 @@ class IndicatorWorker:
         for _ in range(_MAX_CAS_RETRIES):
             pending = await self._round(pending)
             if not pending:
+                if entries:
+                    self._last_raw = entries[-1].data
                 return
             self.stats.cas_retries += len(pending)
         raise RuntimeError(f"indicator state kept changing under {len(pending)} series; retrying")
+
+    def rehearse(self) -> None:
+        """The hot path once more, writing nothing (`livermore_common.warm`): decode the last
+        event handled, apply the candle after it to a copy of its series' remembered state,
+        encode the update and pack the commit call, then drop it all."""
+        raw = self._last_raw
+        if raw is None:
+            return
+        event = _decode_closed(raw)
+        names = self._names((event.exchange_id, event.symbol, event.timeframe))
+        stored = self._states.get(names.state_key)
+        if stored is None:
+            return
+        ts, blob, remembered = stored
+        if remembered is None:
+            return
+        state = copy.copy(remembered)
+        before = state.last_timestamp
+        after = msgspec.structs.replace(event, timestamp=before + names.interval)
+        point = state.update(after.candle())
+        updates: list[bytes] = []
+        value = _encode_points(after, [point], [point], before, updates)
+        commit = SeriesCommit(
+            expected_ts=ts,
+            expected_state=blob or b"",
+            new_ts=state.last_timestamp,
+            state=state.to_bytes(),
+            indicator_json=value,
+            indicator_keys=[names.indicator_key],
+            ttl=0,
+            updates=updates,
+        )
+        self._store.pack([(names.state_key, names.channel, commit)])
 
     def _names(self, series: SeriesId) -> _Series:
         names = self._series.get(series)

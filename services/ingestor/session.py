@@ -28,6 +28,7 @@ from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, SymbolEntry
 from livermore_common.redisbus import raise_if_cancelled
 from livermore_common.timeframes import interval_ms
+from livermore_common.warm import keep_warm
 
 from .backfill import Progress, backfill_window
 from .config import IngestorSettings
@@ -37,6 +38,8 @@ from .status import StatusTracker
 _WRITE_BATCH = 1000
 # Live batches in flight in Redis at most (right after a send; then the oldest is settled).
 _IN_FLIGHT = 4
+# Closes the keep-warm rehearsal packs again (a few: it runs every couple of ms while idle).
+_REHEARSED = 8
 _BEAT_WRITE_S = 0.1
 _QUEUE_LIMIT = 50_000
 _RATE_LIMIT_RETRIES = 5
@@ -102,6 +105,8 @@ class FeedSession:
         # product after a reconnect) costs one server-time call and one fetch per series.
         self._repairs_pending: dict[str, int | None] = {}
         self._repairing = False
+        # The newest few live closes written: what the keep-warm rehearsal packs again.
+        self._last_events: list[CandleClosed] = []
 
     @property
     def symbols(self) -> list[str]:
@@ -119,6 +124,15 @@ class FeedSession:
                 tg.create_task(self._stall_watch())
                 tg.create_task(self._write_loop())
                 tg.create_task(self._backfill_then_release(self.symbols))
+                tg.create_task(
+                    keep_warm(
+                        asyncio.Event(),  # it ends with the session's task group
+                        self._cache.redis,
+                        period_ms=self._settings.common.keep_warm_ms,
+                        rehearse=self._rehearse,
+                        activity=lambda: self.counters.announced,
+                    )
+                )
         except* TransientError as group:
             raise group.exceptions[0] from None
         finally:
@@ -297,11 +311,21 @@ class FeedSession:
                     batch.append(queue.get_nowait())
                 events, due = self._live_events(batch)
                 await out.send(events)
+                if events:
+                    self._last_events = events[-_REHEARSED:]
                 if due:
                     self.counters.announced += await out.settle(-1)
                     await self._finalize(due)
                 elif out.pending >= _IN_FLIGHT:
                     self.counters.announced += await out.settle(1)
+
+    def _rehearse(self) -> None:
+        """The write path's CPU part once more, sending nothing (`livermore_common.warm`): pack
+        the newest closes written as the writer would. The frames keep the feed's part warm."""
+        if self._last_events:
+            self._cache.pack_announce(
+                self._last_events, legacy_user_ids=self._settings.legacy_user_ids
+            )
 
     def _live_events(
         self, batch: list[tuple[ClosedCandle, int]]

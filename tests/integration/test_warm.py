@@ -1,0 +1,80 @@
+"""`keep_warm`: rehearsals only while idle, a PING that reaches Redis, off at 0, survives a failing
+rehearsal, and ends on stop or cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livermore_common.warm import keep_warm
+
+
+async def test_it_rehearses_while_idle_and_pings_redis(redis_client) -> None:
+    calls: list[float] = []
+    stop = asyncio.Event()
+    before = int((await redis_client.info("stats"))["total_commands_processed"])
+    task = asyncio.create_task(
+        keep_warm(stop, redis_client, period_ms=5, rehearse=lambda: calls.append(1.0))
+    )
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    after = int((await redis_client.info("stats"))["total_commands_processed"])
+    assert 10 <= len(calls) <= 60  # ~5 ms apart
+    assert after - before >= len(calls)  # one PING per rehearsal
+
+
+async def test_a_period_with_real_work_is_not_rehearsed(redis_client) -> None:
+    done = 0
+    calls: list[int] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        keep_warm(
+            stop,
+            redis_client,
+            period_ms=5,
+            rehearse=lambda: calls.append(done),
+            activity=lambda: done,
+            ping=False,
+        )
+    )
+    for _ in range(40):  # busy: work in every period
+        done += 1
+        await asyncio.sleep(0.002)
+    busy = len(calls)
+    await asyncio.sleep(0.1)  # idle
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    assert busy <= 3
+    assert len(calls) - busy >= 5
+
+
+async def test_zero_turns_it_off(redis_client) -> None:
+    calls: list[int] = []
+    await asyncio.wait_for(
+        keep_warm(asyncio.Event(), redis_client, period_ms=0, rehearse=lambda: calls.append(1)), 1
+    )
+    assert calls == []
+
+
+async def test_a_failing_rehearsal_is_logged_once_and_the_loop_goes_on(redis_client) -> None:
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise ValueError("boom")
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(keep_warm(stop, redis_client, period_ms=5, rehearse=broken))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    assert len(calls) >= 5
+
+
+async def test_cancellation_ends_it(redis_client) -> None:
+    task = asyncio.create_task(keep_warm(asyncio.Event(), redis_client, period_ms=1))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=1)
+    assert task in done and task.cancelled()
