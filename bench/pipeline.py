@@ -50,7 +50,7 @@ from _common import delete_namespace, machine, private_database  # noqa: E402
 
 from livermore_common import messages  # noqa: E402
 from livermore_common.cache import CandleCache  # noqa: E402
-from livermore_common.config import CommonSettings  # noqa: E402
+from livermore_common.config import CommonSettings, load_common  # noqa: E402
 from livermore_common.indicators import macdv_series  # noqa: E402
 from livermore_common.keys import KeySpace  # noqa: E402
 from livermore_common.logs import configure_logging  # noqa: E402
@@ -169,7 +169,8 @@ async def warm_like_the_service(
     """This process stands in for a service on the path (the ingestor's writer, or the worker),
     so it keeps its side warm as that service does (`livermore_common.warm`)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(keep_warm(stop, redis, rehearse=rehearse))
+    period = load_common(os.environ).keep_warm_ms  # the services' setting (they get this env)
+    task = asyncio.create_task(keep_warm(stop, redis, period_ms=period, rehearse=rehearse))
     try:
         yield
     finally:
