@@ -1,11 +1,13 @@
-"""`keep_warm`: rehearsals only while idle, a PING that reaches Redis, off at 0, survives a failing
-rehearsal, and ends on stop or cancellation."""
+"""`keep_warm`: rehearsals only while idle and only when closes are due or work ran lately, a
+script call that reaches Redis, off at 0, survives a failing rehearsal, ends on stop or
+cancellation."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
-from livermore_common.warm import keep_warm
+from livermore_common.warm import closes_due, keep_warm
 
 
 async def test_it_rehearses_while_idle_and_pings_redis(redis_client) -> None:
@@ -65,7 +67,7 @@ async def test_a_failing_rehearsal_is_logged_once_and_the_loop_goes_on(redis_cli
 
     stop = asyncio.Event()
     task = asyncio.create_task(keep_warm(stop, redis_client, period_ms=5, rehearse=broken))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # the one warning (a rendered traceback) takes a while
     assert not task.done()
     stop.set()
     await asyncio.wait_for(task, 1)
@@ -78,3 +80,65 @@ async def test_cancellation_ends_it(redis_client) -> None:
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=1)
     assert task in done and task.cancelled()
+
+
+def test_closes_are_due_around_minute_boundaries() -> None:
+    minute = 1_800_000_000.0  # a multiple of 60
+    assert closes_due(minute) and closes_due(minute + 9.9) and closes_due(minute - 1.5)
+    assert (
+        not closes_due(minute + 10.0)
+        and not closes_due(minute + 30)
+        and not closes_due(minute - 2.5)
+    )
+
+
+async def test_between_close_windows_and_long_after_work_it_stays_quiet(redis_client) -> None:
+    calls: list[int] = []
+    done = [0]
+    offset = [0.0]
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        keep_warm(
+            stop,
+            redis_client,
+            period_ms=2,
+            rehearse=lambda: calls.append(1),
+            activity=lambda: done[0],
+            ping=False,
+            wall=lambda: 1_800_000_030.0,  # half a minute from any boundary
+            monotonic=lambda: time.monotonic() + offset[0],
+        )
+    )
+    await asyncio.sleep(0)  # it starts, with the work's hangover from now
+    offset[0] = 60.0  # a minute later: the hangover is long past
+    await asyncio.sleep(0.35)
+    quiet = len(calls)
+    done[0] += 1  # real work: noticed within a check, then rehearsals for the hangover
+    await asyncio.sleep(0.35)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    assert quiet <= 1  # at most the one period that began within the hangover
+    assert len(calls) >= 20
+
+
+async def test_a_boundary_coming_up_warms_it_without_any_work(redis_client) -> None:
+    calls: list[int] = []
+    offset = [0.0]
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        keep_warm(
+            stop,
+            redis_client,
+            period_ms=2,
+            rehearse=lambda: calls.append(1),
+            ping=False,
+            wall=lambda: 1_800_000_059.0,  # a second before a boundary
+            monotonic=lambda: time.monotonic() + offset[0],
+        )
+    )
+    await asyncio.sleep(0)
+    offset[0] = 60.0
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    assert len(calls) >= 20
