@@ -164,13 +164,16 @@ class Subscriber:
 
 @contextlib.asynccontextmanager
 async def warm_like_the_service(
-    redis: aioredis.Redis, rehearse: Callable[[], object]
+    redis: aioredis.Redis, rehearse: Callable[[], object], activity: Callable[[], int]
 ) -> AsyncIterator[None]:
     """This process stands in for a service on the path (the ingestor's writer, or the worker),
-    so it keeps its side warm as that service does (`livermore_common.warm`)."""
+    so it keeps its side warm as that service does (`livermore_common.warm`), with its ticks as
+    the work that counts."""
     stop = asyncio.Event()
     period = load_common(os.environ).keep_warm_ms  # the services' setting (they get this env)
-    task = asyncio.create_task(keep_warm(stop, redis, period_ms=period, rehearse=rehearse))
+    task = asyncio.create_task(
+        keep_warm(stop, redis, period_ms=period, rehearse=rehearse, activity=activity)
+    )
     try:
         yield
     finally:
@@ -349,7 +352,9 @@ async def latency_run(
         last: list[CandleClosed] = []
         async with (
             services(env, [] if database_url else ["--no-history"]),
-            warm_like_the_service(redis, lambda: last and cache.pack_announce(last)),
+            warm_like_the_service(
+                redis, lambda: last and cache.pack_announce(last), lambda: len(sent)
+            ),
         ):
             warm = 40  # history: state seeded, no alerts (stale closes)
             for i in range(warm):
@@ -435,7 +440,7 @@ async def evaluator_run(
 
         async with (
             services(env, [] if database_url else ["--no-history"], indicators=False),
-            warm_like_the_service(redis, lambda: last and packed(last[0])),
+            warm_like_the_service(redis, lambda: last and packed(last[0]), lambda: len(sent)),
         ):
             for tick in by_tick[:warm]:
                 await append(packed(tick))
