@@ -8,6 +8,7 @@ duplicate (timestamp already applied) changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -34,6 +35,8 @@ _STATE_CACHE_LIMIT = 100_000
 # small so that the first updates of a burst go out early, but holds a typical tick's closes:
 # on this kind of VM each extra send costs ~0.1 ms (waking Redis).
 _FIRST_PART = 32
+# History reads in flight at once when many series are rebuilt from nothing in one batch.
+_PREFETCH_CONCURRENCY = 32
 _MAX_PART = 128
 # messages.decode's decoder for CandleClosed, without its per-call lookup (unknown fields are
 # ignored, malformed input raises msgspec.DecodeError: the entry is dead-lettered).
@@ -198,12 +201,15 @@ class IndicatorWorker:
         Commits go out in parts while the rest is computed (Redis runs one part while the next
         is built): small parts first, so the first updates of a batch are published early."""
         stored = await self._load([names.state_key for names, _ in items])
+        history = await self._prefetch(items, stored)
         sent: list[tuple[_Series, list[CandleClosed], SeriesCommit, MacdVState]] = []
         part: list[tuple[str, str, SeriesCommit]] = []
         part_size = _FIRST_PART
         async with self._store.committer() as committer:
             for (names, events), (ts, blob, state) in zip(items, stored, strict=True):
-                applied = await self._apply(names, events, ts, blob, state)
+                applied = await self._apply(
+                    names, events, ts, blob, state, history.get(names.state_key)
+                )
                 if applied is None:
                     continue
                 commit, new_state = applied
@@ -243,6 +249,28 @@ class IndicatorWorker:
                 states[key] = (ts, blob, MacdVState.from_bytes(blob) if blob else None)
         return [states[key] for key in state_keys]
 
+    async def _prefetch(
+        self, items: list[tuple[_Series, list[CandleClosed]]], stored: list[_Stored]
+    ) -> dict[str, list[Candle]]:
+        """The stored history of every series in the batch with no state at all, read
+        concurrently (up to `_PREFETCH_CONCURRENCY` reads at once), by state key: those series
+        are rebuilt from it up to their first event. One after another, a worker starting on
+        5,000 series spent ~2.3 s in round trips."""
+        wanted = [
+            (names, events[0])
+            for (names, events), (_, _, state) in zip(items, stored, strict=True)
+            if state is None
+        ]
+        if len(wanted) < 2:
+            return {}
+        gate = asyncio.Semaphore(_PREFETCH_CONCURRENCY)
+
+        async def one(names: _Series, event: CandleClosed) -> tuple[str, list[Candle]]:
+            async with gate:
+                return names.state_key, await self._read(event, event.timestamp, None)
+
+        return dict(await asyncio.gather(*(one(names, event) for names, event in wanted)))
+
     async def _apply(
         self,
         names: _Series,
@@ -250,8 +278,10 @@ class IndicatorWorker:
         stored_ts: str,
         blob: bytes | None,
         stored_state: MacdVState | None,
+        history: list[Candle] | None = None,
     ) -> tuple[SeriesCommit, MacdVState] | None:
-        """The series' commit and new state after `events`, None when nothing changed."""
+        """The series' commit and new state after `events`, None when nothing changed
+        (`history`: the stored candles up to the first event, when already read)."""
         # A copy: the remembered state stays what Redis holds until the commit succeeds.
         state = None if stored_state is None else copy.copy(stored_state)
         step = names.interval
@@ -273,7 +303,8 @@ class IndicatorWorker:
                 # Catch up: every stored candle the state has not applied gets its update now,
                 # so events handled out of order by another worker lose nothing.
                 since = -1 if state is None else state.last_timestamp
-                state, points = await self._rebuild(event, event.timestamp)
+                read = history if state is None and event is events[0] else None
+                state, points = await self._rebuild(event, event.timestamp, read)
                 fresh = [p for p in points if p.timestamp > since]
                 prev = _last_published_before(points, since)
             else:
@@ -313,11 +344,15 @@ class IndicatorWorker:
         between = await self._read(event, event.timestamp - 1, last_ts + 1)
         return bool(between)
 
-    async def _rebuild(self, event: CandleClosed, upto: int) -> tuple[MacdVState, list[MacdVPoint]]:
+    async def _rebuild(
+        self, event: CandleClosed, upto: int, candles: list[Candle] | None = None
+    ) -> tuple[MacdVState, list[MacdVPoint]]:
         """From-scratch state over the stored closed candles up to `upto` (inclusive), with the
-        point of every stored candle (synthetic gap bars produce none)."""
+        point of every stored candle (synthetic gap bars produce none); `candles`: those, when
+        already read."""
         self.stats.rebuilds += 1
-        candles = await self._read(event, upto, None)
+        if candles is None:
+            candles = await self._read(event, upto, None)
         stored_own = bool(candles) and candles[-1].timestamp == upto
         if upto == event.timestamp and not stored_own:
             # The event's own candle is not stored (e.g. trimmed): include it so it is not lost.

@@ -169,6 +169,36 @@ async def test_missing_state_catches_up_every_stored_candle_once(
     assert pipeline.worker.stats.rebuilds >= 1
 
 
+async def test_many_series_without_state_in_one_batch_are_each_rebuilt_exactly(
+    pipeline, redis_client, keyspace
+) -> None:
+    """A worker starting on stored history (state lost): every series of one batch is rebuilt
+    from its history, read concurrently, up to its own first event; its own event's candle
+    included; each update computed from scratch, once."""
+    symbols = [f"S{n:02d}-USD" for n in range(40)]
+    series = {
+        s: [closed(c, symbol=s) for c in wave_candles(60, phase=n * 0.7)]
+        for n, s in enumerate(symbols)
+    }
+    for events in series.values():
+        await pipeline.cache.announce_closed_many(events[:50])
+    await redis_client.delete(keyspace.candle_closed_stream)  # history only: no state, no events
+    # One live close per series, all in one batch; for one series the close's candle is not
+    # stored (it must come from the event itself).
+    live = [events[50] for events in series.values()]
+    await pipeline.cache.announce_closed_many(live[1:])
+    await redis_client.xadd(keyspace.candle_closed_stream, {"data": messages.encode(live[0])})
+    await pipeline.drain()
+    got = await stream_values(redis_client, keyspace.indicator_stream, IndicatorUpdate)
+    assert pipeline.worker.stats.rebuilds == len(symbols)
+    for symbol, events in series.items():
+        want = expected_updates(events[:51])
+        mine = [g for g in got if g.symbol == symbol]
+        assert [g.timestamp for g in mine] == [w.timestamp for w in want], symbol
+        for g, w in zip(mine, want, strict=True):
+            assert math.isclose(g.macd_v, w.macd_v, abs_tol=1e-6)
+
+
 async def test_events_handled_out_of_order_lose_nothing(pipeline, redis_client, keyspace) -> None:
     """What two workers racing on one series amount to: later events handled first."""
     events = [closed(c, symbol="XRP-USD") for c in wave_candles(90)]
