@@ -173,16 +173,7 @@ class IndicatorWorker:
         point = state.update(after.candle())
         updates: list[bytes] = []
         value = _encode_points(after, [point], [point], before, updates)
-        commit = SeriesCommit(
-            expected_ts=ts,
-            expected_state=blob or b"",
-            new_ts=state.last_timestamp,
-            state=state.to_bytes(),
-            indicator_json=value,
-            indicator_keys=[names.indicator_key],
-            ttl=0,
-            updates=updates,
-        )
+        commit = self._commit(names, after, ts, blob, state, value, updates)
         self._store.pack([(names.state_key, names.channel, commit)])
 
     def _names(self, series: SeriesId) -> _Series:
@@ -317,6 +308,20 @@ class IndicatorWorker:
         if state is None or last is None:
             return None
         event, value = last
+        return self._commit(names, event, stored_ts, blob, state, value, updates), state
+
+    def _commit(
+        self,
+        names: _Series,
+        event: CandleClosed,
+        stored_ts: str,
+        blob: bytes | None,
+        state: MacdVState,
+        value: bytes,
+        updates: list[bytes],
+    ) -> SeriesCommit:
+        """The commit of a series whose newest event is `event`: its indicator value goes to the
+        shared key, or to each holder's user key with a TTL (Tier 2)."""
         if event.tier == 2 and event.user_ids:
             keys = [
                 self._keys.user_indicator_key(
@@ -328,7 +333,7 @@ class IndicatorWorker:
         else:
             keys = [names.indicator_key]
             ttl = 0
-        commit = SeriesCommit(
+        return SeriesCommit(
             expected_ts=stored_ts,
             expected_state=blob or b"",
             new_ts=state.last_timestamp,
@@ -338,7 +343,6 @@ class IndicatorWorker:
             ttl=ttl,
             updates=updates,
         )
-        return commit, state
 
     async def _has_unseen(self, event: CandleClosed, last_ts: int) -> bool:
         between = await self._read(event, event.timestamp - 1, last_ts + 1)

@@ -92,25 +92,33 @@ def test_closes_are_due_around_minute_boundaries() -> None:
     )
 
 
-async def test_between_close_windows_and_long_after_work_it_stays_quiet(redis_client) -> None:
+async def _started_a_minute_ago(redis, *, wall_s: float, work: list[int]):  # type: ignore[no-untyped-def]
+    """keep_warm at wall clock `wall_s`, started (its hangover begun) and then a minute passed
+    on its monotonic clock; returns (task, stop, rehearsal calls)."""
     calls: list[int] = []
-    done = [0]
     offset = [0.0]
     stop = asyncio.Event()
     task = asyncio.create_task(
         keep_warm(
             stop,
-            redis_client,
+            redis,
             period_ms=2,
             rehearse=lambda: calls.append(1),
-            activity=lambda: done[0],
+            activity=lambda: work[0],
             ping=False,
-            wall=lambda: 1_800_000_030.0,  # half a minute from any boundary
+            wall=lambda: wall_s,
             monotonic=lambda: time.monotonic() + offset[0],
         )
     )
     await asyncio.sleep(0)  # it starts, with the work's hangover from now
     offset[0] = 60.0  # a minute later: the hangover is long past
+    return task, stop, calls
+
+
+async def test_between_close_windows_and_long_after_work_it_stays_quiet(redis_client) -> None:
+    done = [0]
+    # Half a minute from any boundary.
+    task, stop, calls = await _started_a_minute_ago(redis_client, wall_s=1_800_000_030.0, work=done)
     await asyncio.sleep(0.35)
     quiet = len(calls)
     done[0] += 1  # real work: noticed within a check, then rehearsals for the hangover
@@ -122,22 +130,8 @@ async def test_between_close_windows_and_long_after_work_it_stays_quiet(redis_cl
 
 
 async def test_a_boundary_coming_up_warms_it_without_any_work(redis_client) -> None:
-    calls: list[int] = []
-    offset = [0.0]
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        keep_warm(
-            stop,
-            redis_client,
-            period_ms=2,
-            rehearse=lambda: calls.append(1),
-            ping=False,
-            wall=lambda: 1_800_000_059.0,  # a second before a boundary
-            monotonic=lambda: time.monotonic() + offset[0],
-        )
-    )
-    await asyncio.sleep(0)
-    offset[0] = 60.0
+    # A second before a boundary.
+    task, stop, calls = await _started_a_minute_ago(redis_client, wall_s=1_800_000_059.0, work=[0])
     await asyncio.sleep(0.2)
     stop.set()
     await asyncio.wait_for(task, 1)

@@ -7,9 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from livermore_common.cache import CandleCache
 from livermore_common.db import Database
+from livermore_common.keys import KeySpace
 from livermore_common.messages import Candle, CandleClosed
 from livermore_common.migrate import migrate
+from services.indicators.store import StateStore
+from services.indicators.worker import IndicatorWorker
 
 START = 1_704_067_200_000
 MIN = 60_000
@@ -20,6 +24,19 @@ async def migrated_db(database_url: str) -> AsyncIterator[Database]:
     await migrate(database_url)
     async with Database(database_url) as db:
         yield db
+
+
+def local_worker(redis, keys: KeySpace, cache: CandleCache) -> IndicatorWorker:  # type: ignore[no-untyped-def]
+    """An in-process `IndicatorWorker` reading the exchange-scoped candle sets."""
+
+    async def read(event, newest, oldest):  # type: ignore[no-untyped-def]
+        return await cache.read_candles(
+            event.exchange_id, event.symbol, event.timeframe, start_ms=oldest, end_ms=newest
+        )
+
+    return IndicatorWorker(
+        store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
+    )
 
 
 def trend_candles(n: int, *, up: bool = True, start: int = START, step: int = MIN) -> list[Candle]:

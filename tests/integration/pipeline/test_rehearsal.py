@@ -13,22 +13,9 @@ from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
 from services.alerts.evaluator import AlertEvaluator
 from services.alerts.store import AlertStateStore
-from services.indicators.store import StateStore
-from services.indicators.worker import IndicatorWorker
 
-from .conftest import MIN, closed, wave_candles
+from .conftest import MIN, closed, local_worker, wave_candles
 from .test_pipeline import expected_alerts, expected_updates, stream_values
-
-
-def _worker(redis, keys, cache):  # type: ignore[no-untyped-def]
-    async def read(event, newest, oldest):  # type: ignore[no-untyped-def]
-        return await cache.read_candles(
-            event.exchange_id, event.symbol, event.timeframe, start_ms=oldest, end_ms=newest
-        )
-
-    return IndicatorWorker(
-        store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
-    )
 
 
 async def _snapshot(redis, namespace: str) -> dict[bytes, Any]:  # type: ignore[no-untyped-def]
@@ -55,7 +42,7 @@ async def test_rehearsals_write_nothing_and_change_nothing_that_follows(
     redis_client, keyspace
 ) -> None:
     cache = CandleCache(redis_client, keyspace)
-    worker = _worker(redis_client, keyspace, cache)
+    worker = local_worker(redis_client, keyspace, cache)
     evaluator = AlertEvaluator(
         store=AlertStateStore(redis_client, stream=keyspace.alert_stream), keys=keyspace
     )

@@ -12,22 +12,9 @@ from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
 from services.alerts.evaluator import AlertEvaluator
 from services.alerts.store import AlertStateStore
-from services.indicators.store import StateStore
-from services.indicators.worker import IndicatorWorker
 
-from .conftest import closed, wave_candles
+from .conftest import closed, local_worker, wave_candles
 from .test_pipeline import expected_alerts, expected_updates, stream_values
-
-
-def _worker(redis, keys, cache):  # type: ignore[no-untyped-def]
-    async def read(event, newest, oldest):  # type: ignore[no-untyped-def]
-        return await cache.read_candles(
-            event.exchange_id, event.symbol, event.timeframe, start_ms=oldest, end_ms=newest
-        )
-
-    return IndicatorWorker(
-        store=StateStore(redis, stream=keys.indicator_stream), keys=keys, read_candles=read
-    )
 
 
 def _entry(event, n):  # type: ignore[no-untyped-def]
@@ -36,7 +23,7 @@ def _entry(event, n):  # type: ignore[no-untyped-def]
 
 async def test_two_workers_taking_turns_on_one_series_stay_exact(redis_client, keyspace) -> None:
     cache = CandleCache(redis_client, keyspace)
-    a, b = _worker(redis_client, keyspace, cache), _worker(redis_client, keyspace, cache)
+    a, b = local_worker(redis_client, keyspace, cache), local_worker(redis_client, keyspace, cache)
     events = [closed(c) for c in wave_candles(90)]
     await cache.announce_closed_many(events)
     # Runs of 1..4 closes per turn: each worker's remembered state is stale at its next turn.
@@ -58,7 +45,7 @@ async def test_a_state_rebuilt_at_the_same_timestamp_is_not_overwritten_by_a_sta
     redis_client, keyspace
 ) -> None:
     cache = CandleCache(redis_client, keyspace)
-    a, b = _worker(redis_client, keyspace, cache), _worker(redis_client, keyspace, cache)
+    a, b = local_worker(redis_client, keyspace, cache), local_worker(redis_client, keyspace, cache)
     candles = wave_candles(60)
     events = [closed(c) for c in candles]
     # Candle 40 is missing at first, then repaired (an older candle arriving late).
@@ -84,7 +71,7 @@ async def test_a_state_rebuilt_at_the_same_timestamp_is_not_overwritten_by_a_sta
 async def test_two_evaluators_taking_turns_raise_every_alert_once(redis_client, keyspace) -> None:
     """The same for alert state: each evaluator's remembered state is stale at its next turn."""
     cache = CandleCache(redis_client, keyspace)
-    worker = _worker(redis_client, keyspace, cache)
+    worker = local_worker(redis_client, keyspace, cache)
     events = [closed(c, symbol="DOT-USD") for c in wave_candles(150)]
     await cache.announce_closed_many(events)
     await worker.handle([_entry(e, i) for i, e in enumerate(events)])
