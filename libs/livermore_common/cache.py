@@ -21,8 +21,7 @@ from livermore_common import messages
 from livermore_common.keys import TIER_SHARED, TIER_USER, KeySpace
 from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, IndicatorUpdate
-from livermore_common.rawredis import RawConnection
-from livermore_common.redisbus import execute_packed, pack_bulk, raw_pool
+from livermore_common.redisbus import PackedSender, execute_packed, pack_bulk
 from livermore_common.streams import DEFAULT_MAXLEN
 
 # One call stores and announces a batch of candles (one script dispatch for many candles).
@@ -459,10 +458,7 @@ class ClosedWriter:
     def __init__(self, cache: CandleCache, legacy_user_ids: tuple[int, ...]) -> None:
         self._cache = cache
         self._legacy = legacy_user_ids
-        self._pool = cache._redis.connection_pool
-        self._raw = raw_pool(cache._redis)
-        self._rc: RawConnection | None = None
-        self._conn: Any = None
+        self._sender = PackedSender(cache._redis)
         self._pending: list[int] = []  # script calls per batch in flight, oldest first
 
     @property
@@ -471,39 +467,21 @@ class ClosedWriter:
         return len(self._pending)
 
     async def __aenter__(self) -> ClosedWriter:
-        if self._raw is not None:
-            self._rc = await self._raw.acquire()
-        else:
-            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        await self._sender.__aenter__()
         return self
 
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._rc is not None:
-            rc, self._rc = self._rc, None
-            assert self._raw is not None
-            self._raw.release(rc, reusable=exc_type is None and not self._pending)
-            self._pending.clear()
-            return
-        conn, self._conn = self._conn, None
-        try:
-            if exc_type is not None or self._pending:  # failed, or replies left unread
-                await conn.disconnect()
-        finally:
-            self._pending.clear()
-            await self._pool.release(conn)
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # The sender drops the connection when this failed or left replies unread.
+        self._pending.clear()
+        await self._sender.__aexit__(exc_type, exc, tb)
 
     async def send(self, events: Sequence[CandleClosed]) -> None:
         """Send the calls announcing `events` (in order) without waiting for their replies."""
         if not events:
             return
-        conn, rc, cache, calls = self._conn, self._rc, self._cache, 0
+        sender, cache, calls = self._sender, self._cache, 0
         for i in range(0, len(events), _SCRIPT_BATCH):
-            packed = cache._packed(events[i : i + _SCRIPT_BATCH], self._legacy)
-            if rc is not None:
-                await rc.write(packed)
-            else:
-                # No health check (a PING) while replies are pending: its reply would be misread.
-                await conn.send_packed_command(packed, check_health=not self._pending and not calls)
+            await sender.send(cache._packed(events[i : i + _SCRIPT_BATCH], self._legacy))
             calls += 1
         self._pending.append(calls)
 
@@ -515,16 +493,11 @@ class ClosedWriter:
         for _ in range(count):
             error: Exception | None = None
             for _ in range(self._pending[0]):
-                try:
-                    if self._rc is not None:
-                        reply = await self._rc.read()
-                        if isinstance(reply, ResponseError):
-                            raise reply
-                    else:
-                        reply = await self._conn.read_response()
+                reply = await self._sender.reply()
+                if isinstance(reply, ResponseError):
+                    error = error or reply
+                else:
                     announced += int(reply)
-                except ResponseError as exc:
-                    error = error or exc
                 self._pending[0] -= 1
             self._pending.pop(0)
             if error is not None:

@@ -138,7 +138,7 @@ async def execute_packed(redis: aioredis.Redis, commands: Iterable[bytes]) -> li
 
 
 class PackedSender:
-    """Packed commands sent on one connection as soon as each is ready, replies read at the end.
+    """Packed commands sent on one connection as soon as each is ready, replies read later.
 
     For a producer that computes its commands one after another: Redis runs each command while
     the next is being built, instead of waiting for the whole batch. Error replies are returned
@@ -181,21 +181,26 @@ class PackedSender:
             await self._conn.send_packed_command(command, check_health=self._sent == 0)
         self._sent += 1
 
+    @property
+    def unread(self) -> int:
+        """Commands sent whose replies are not read yet."""
+        return self._sent
+
+    async def reply(self) -> Any:
+        """The reply of the oldest command not read yet (an error reply as an instance)."""
+        if self._rc is not None:
+            out = await self._rc.read()
+        else:
+            try:
+                out = await self._conn.read_response()
+            except ResponseError as exc:
+                out = exc
+        self._sent -= 1
+        return out
+
     async def replies(self) -> list[Any]:
         """The reply of every command sent so far, in order."""
-        out: list[Any] = []
-        if self._rc is not None:
-            while self._sent:
-                out.append(await self._rc.read())
-                self._sent -= 1
-            return out
-        while self._sent:
-            try:
-                out.append(await self._conn.read_response())
-            except ResponseError as exc:
-                out.append(exc)
-            self._sent -= 1
-        return out
+        return [await self.reply() for _ in range(self._sent)]
 
 
 class ScriptRunner:
