@@ -13,6 +13,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from livermore_common.config import CommonSettings
 from livermore_common.keys import KeySpace
 from livermore_common.rawredis import RawConnection, RawPool, borrowed
+from livermore_common.rawredis import pack_bulk as pack_bulk  # re-exported
+from livermore_common.rawredis import pack_command as pack_command  # re-exported
 
 
 class LivermoreRedis(aioredis.Redis):
@@ -83,21 +85,6 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def pack_bulk(args: Iterable[bytes | str | int]) -> bytes:
-    """Arguments as RESP bulk strings, without the array header (see `pack_command`)."""
-    out: list[bytes] = []
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def pack_command(*args: bytes | str | int) -> bytes:
-    """One command in the Redis protocol (RESP); several times faster than redis-py's packer,
-    which matters on hot write paths that send thousands of arguments per call."""
-    return b"*%d\r\n%b" % (len(args), pack_bulk(args))
 
 
 async def execute_packed(redis: aioredis.Redis, commands: Iterable[bytes]) -> list[Any]:
