@@ -63,7 +63,7 @@ from livermore_common.redisbus import (  # noqa: E402
     raw_pool,
 )
 from livermore_common.streams import StreamConsumer  # noqa: E402
-from livermore_common.warm import keep_warm  # noqa: E402
+from livermore_common.warm import keep_warm, touch_sorted_sets  # noqa: E402
 from services.indicators.config import IndicatorSettings  # noqa: E402
 from services.indicators.service import GROUP, candle_reader  # noqa: E402
 from services.indicators.store import StateStore  # noqa: E402
@@ -164,7 +164,10 @@ class Subscriber:
 
 @contextlib.asynccontextmanager
 async def warm_like_the_service(
-    redis: aioredis.Redis, rehearse: Callable[[], object], activity: Callable[[], int]
+    redis: aioredis.Redis,
+    rehearse: Callable[[], object],
+    activity: Callable[[], int],
+    touch: Callable[[], bytes | None] | None = None,
 ) -> AsyncIterator[None]:
     """This process stands in for a service on the path (the ingestor's writer, or the worker),
     so it keeps its side warm as that service does (`livermore_common.warm`), with its ticks as
@@ -172,7 +175,7 @@ async def warm_like_the_service(
     stop = asyncio.Event()
     period = load_common(os.environ).keep_warm_ms  # the services' setting (they get this env)
     task = asyncio.create_task(
-        keep_warm(stop, redis, period_ms=period, rehearse=rehearse, activity=activity)
+        keep_warm(stop, redis, period_ms=period, rehearse=rehearse, activity=activity, touch=touch)
     )
     try:
         yield
@@ -353,7 +356,10 @@ async def latency_run(
         async with (
             services(env, [] if database_url else ["--no-history"]),
             warm_like_the_service(
-                redis, lambda: last and cache.pack_announce(last), lambda: len(sent)
+                redis,
+                lambda: last and cache.pack_announce(last),
+                lambda: len(sent),
+                lambda: touch_sorted_sets(cache.candle_keys(last)),
             ),
         ):
             warm = 40  # history: state seeded, no alerts (stale closes)

@@ -213,6 +213,15 @@ class CandleCache:
             for i in range(0, len(events), _SCRIPT_BATCH)
         ]
 
+    def candle_keys(self, events: Sequence[CandleClosed]) -> list[str]:
+        """The shared candle sets `events` are stored in (Tier 2 overflow keys left out)."""
+        keys: list[str] = []
+        for e in events:
+            if e.tier != TIER_USER:
+                series = (e.exchange_id, e.symbol, e.timeframe)
+                keys.append((self._announce_names.get(series) or self._announce_name(series))[0])
+        return keys
+
     def writer(self, *, legacy_user_ids: Sequence[int] = ()) -> ClosedWriter:
         """A pipelined `announce_closed_many` on a connection of its own (see `ClosedWriter`)."""
         return ClosedWriter(self, tuple(legacy_user_ids))

@@ -9,8 +9,10 @@ hop of a close paid it.
 
 `keep_warm` rehearses the path every `period` while the service is idle: the service's own
 rehearsal (decode, compute and pack the last work again, on copies, writing nothing) and one
-tiny script call on the hot-path connections (the socket, the event loop, the reply parser, and
-Redis's own command loop and Lua entry). A period in which real work ran is skipped.
+read-only script call on the hot-path connections: it reads the keys the last work wrote
+(`touch_hashes`, `touch_sorted_sets`), or just returns, so the socket, the event loop, the reply
+parser, Redis's command loop and Lua, and those keys' memory in Redis stay warm. A period in
+which real work ran is skipped.
 
 It does so only when closes are due or coming: every timeframe is a whole number of minutes, so
 closes cluster just after minute boundaries (a few seconds later for venues that close candles
@@ -26,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
 from livermore_common.logs import get_logger
-from livermore_common.redisbus import execute_packed, raise_if_cancelled
+from livermore_common.redisbus import execute_packed, pack_command, raise_if_cancelled
 
 DEFAULT_PERIOD_MS = 2.0
 LEAD_S = 2.0
@@ -40,8 +42,28 @@ HANGOVER_S = 10.0
 IDLE_CHECK_S = 0.1
 BOUNDARY_S = 60.0
 _PING = b"*3\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n$1\r\n0\r\n"
+# Read-only: what the commit scripts read and write first, per key.
+_TOUCH_HASHES = "for _, k in ipairs(KEYS) do redis.call('HMGET', k, 'ts', 'state') end return 1"
+_TOUCH_SORTED_SETS = "for _, k in ipairs(KEYS) do redis.call('ZRANGE', k, -1, -1) end return 1"
+# Keys a touch reads at most (the newest work's).
+TOUCHED_KEYS = 32
 
 Rehearsal = Callable[[], object]  # its result is dropped
+Touch = Callable[[], bytes | None]  # a packed read-only call, or None for the plain one
+
+
+def touch_hashes(keys: Sequence[str]) -> bytes | None:
+    """A read-only call reading the `ts` and `state` fields of up to `TOUCHED_KEYS` state
+    hashes (the compare-and-set stores' keys), None when there are none."""
+    keys = keys[:TOUCHED_KEYS]
+    return pack_command("EVAL", _TOUCH_HASHES, len(keys), *keys) if keys else None
+
+
+def touch_sorted_sets(keys: Sequence[str]) -> bytes | None:
+    """A read-only call reading the newest member of up to `TOUCHED_KEYS` candle sets, None
+    when there are none."""
+    keys = keys[:TOUCHED_KEYS]
+    return pack_command("EVAL", _TOUCH_SORTED_SETS, len(keys), *keys) if keys else None
 
 
 def closes_due(wall_s: float, *, lead_s: float = LEAD_S, trail_s: float = TRAIL_S) -> bool:
@@ -59,15 +81,16 @@ async def keep_warm(
     rehearse: Rehearsal | None = None,
     activity: Callable[[], int] = lambda: 0,
     ping: bool = True,
+    touch: Touch | None = None,
     always: bool = False,
     wall: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
     """Until `stop` is set: every `period_ms` in which `activity()` (a counter of work done) did
     not move, and closes are due (`closes_due`) or work ran in the last `HANGOVER_S` (or
-    `always`), run `rehearse()` and the script call. `period_ms <= 0` returns at once (off). A
-    failing rehearsal is logged once and the loop goes on; a failed call is left to the real
-    path."""
+    `always`), run `rehearse()` and the script call (`touch()`, or a plain `return 1`).
+    `period_ms <= 0` returns at once (off). A failing rehearsal is logged once and the loop goes
+    on; a failed call is left to the real path."""
     if period_ms <= 0:
         return
     period = period_ms / 1000
@@ -99,4 +122,5 @@ async def keep_warm(
         if ping:
             # A failure is left to the real path, which reports connection trouble.
             with contextlib.suppress(Exception):
-                await execute_packed(redis, [_PING])
+                call = touch() if touch is not None else None
+                await execute_packed(redis, [call or _PING])

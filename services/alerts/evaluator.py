@@ -22,6 +22,7 @@ from livermore_common.keys import KeySpace
 from livermore_common.messages import Alert, IndicatorUpdate
 from livermore_common.streams import StreamEntry
 from livermore_common.timeframes import interval_ms
+from livermore_common.warm import TOUCHED_KEYS, touch_hashes
 
 from .rules import (
     NEGATIVE_LEVELS,
@@ -73,8 +74,10 @@ class AlertEvaluator:
         self._states: dict[str, tuple[str, bytes | None, AlertState]] = {}
         # series -> (state key, alert channel), built once per series.
         self._names: dict[SeriesId, tuple[str, str]] = {}
-        # The last update handled, as received: what `rehearse` replays.
+        # The last update handled, as received: what `rehearse` replays; and the state keys
+        # of the last batch's series, what `touch` reads.
         self._last_raw: bytes | None = None
+        self._last_keys: list[str] = []
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         by_series: dict[SeriesId, list[IndicatorUpdate]] = {}
@@ -100,6 +103,11 @@ class AlertEvaluator:
                 await asyncio.sleep(0.02)
         if entries:
             self._last_raw = entries[-1].data
+            self._last_keys = [self._series_names(s)[0] for s in list(by_series)[:TOUCHED_KEYS]]
+
+    def touch(self) -> bytes | None:
+        """The keep-warm's Redis call: a read of the alert states the last batch committed."""
+        return touch_hashes(self._last_keys)
 
     def rehearse(self) -> None:
         """The hot path once more, writing nothing (`livermore_common.warm`): decode the last

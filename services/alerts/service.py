@@ -75,6 +75,7 @@ async def run_alerts(ctx: ServiceContext, settings: AlertSettings) -> None:
                 ctx.redis,
                 period_ms=settings.common.keep_warm_ms,
                 rehearse=evaluator.rehearse,
+                touch=evaluator.touch,
                 activity=lambda: consumer.stats.processed,
             )
         )

@@ -93,6 +93,7 @@ async def run_indicators(ctx: ServiceContext, settings: IndicatorSettings) -> No
                 ctx.redis,
                 period_ms=settings.common.keep_warm_ms,
                 rehearse=worker.rehearse,
+                touch=worker.touch,
                 activity=lambda: consumer.stats.processed,
             )
         )

@@ -21,6 +21,7 @@ from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, IndicatorUpdate
 from livermore_common.streams import StreamEntry
 from livermore_common.timeframes import interval_ms
+from livermore_common.warm import TOUCHED_KEYS, touch_hashes
 
 from .store import SeriesCommit, StateStore
 
@@ -126,8 +127,10 @@ class IndicatorWorker:
         self._log = get_logger("indicators")
         self._series: dict[SeriesId, _Series] = {}
         self._states: dict[str, _Stored] = {}
-        # The last event handled, as received: what `rehearse` replays.
+        # The last event handled, as received: what `rehearse` replays; and the state keys of
+        # the last batch's series, what `touch` reads.
         self._last_raw: bytes | None = None
+        self._last_keys: list[str] = []
 
     async def handle(self, entries: Sequence[StreamEntry]) -> None:
         """Stream handler: decode, group by series (order kept), apply, commit with CAS."""
@@ -143,14 +146,20 @@ class IndicatorWorker:
                 events.append(event)
         self.stats.events += len(entries)
         pending = [(self._names(s), events) for s, events in by_series.items()]
+        batch = pending
         for _ in range(_MAX_CAS_RETRIES):
             pending = await self._round(pending)
             if not pending:
                 if entries:
                     self._last_raw = entries[-1].data
+                    self._last_keys = [names.state_key for names, _ in batch[:TOUCHED_KEYS]]
                 return
             self.stats.cas_retries += len(pending)
         raise RuntimeError(f"indicator state kept changing under {len(pending)} series; retrying")
+
+    def touch(self) -> bytes | None:
+        """The keep-warm's Redis call: a read of the state hashes the last batch committed."""
+        return touch_hashes(self._last_keys)
 
     def rehearse(self) -> None:
         """The hot path once more, writing nothing (`livermore_common.warm`): decode the last

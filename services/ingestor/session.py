@@ -28,7 +28,7 @@ from livermore_common.logs import get_logger
 from livermore_common.messages import Candle, CandleClosed, SymbolEntry
 from livermore_common.redisbus import raise_if_cancelled
 from livermore_common.timeframes import interval_ms
-from livermore_common.warm import keep_warm
+from livermore_common.warm import keep_warm, touch_sorted_sets
 
 from .backfill import Progress, backfill_window
 from .config import IngestorSettings
@@ -130,6 +130,7 @@ class FeedSession:
                         self._cache.redis,
                         period_ms=self._settings.common.keep_warm_ms,
                         rehearse=self._rehearse,
+                        touch=lambda: touch_sorted_sets(self._cache.candle_keys(self._last_events)),
                         activity=lambda: self.counters.announced,
                     )
                 )

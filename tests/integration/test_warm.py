@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from livermore_common.warm import closes_due, keep_warm
+from livermore_common.cache import CandleCache
+from livermore_common.messages import CandleClosed
+from livermore_common.redisbus import execute_packed
+from livermore_common.warm import closes_due, keep_warm, touch_sorted_sets
 
 
 async def test_it_rehearses_while_idle_and_pings_redis(redis_client) -> None:
@@ -136,3 +139,33 @@ async def test_a_boundary_coming_up_warms_it_without_any_work(redis_client) -> N
     stop.set()
     await asyncio.wait_for(task, 1)
     assert len(calls) >= 20
+
+
+async def test_the_writers_touch_reads_its_candle_sets_and_changes_nothing(
+    redis_client, keyspace
+) -> None:
+    cache = CandleCache(redis_client, keyspace)
+    events = [
+        CandleClosed(
+            exchange_id=1,
+            exchange="coinbase",
+            symbol=symbol,
+            timeframe="1m",
+            timestamp=1_800_000_000_000,
+            open=1.0,
+            high=2.0,
+            low=0.5,
+            close=1.5,
+            volume=3.0,
+        )
+        for symbol in ("BTC-USD", "ETH-USD")
+    ]
+    await cache.announce_closed_many(events)
+    keys = cache.candle_keys(events)
+    assert keys == [keyspace.candle_key(1, s, "1m") for s in ("BTC-USD", "ETH-USD")]
+    assert touch_sorted_sets([]) is None
+    mine = await redis_client.keys(f"{keyspace.namespace}*")
+    before = {k: await redis_client.dump(k) for k in mine}
+    assert await execute_packed(redis_client, [touch_sorted_sets(keys)]) == [1]
+    assert {k: await redis_client.dump(k) for k in mine} == before
+    assert sorted(await redis_client.keys(f"{keyspace.namespace}*")) == sorted(mine)

@@ -1,6 +1,6 @@
 """The keep-warm rehearsals (`livermore_common.warm`) of the worker and the evaluator run their
-hot path for real but write nothing: no key, stream or channel changes, however often they run,
-and the work that follows is exactly what it would have been."""
+hot path for real but write nothing, and their Redis calls only read: no key, stream or channel
+changes, however often they run, and the work that follows is exactly what it would have been."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from livermore_common import messages
 from livermore_common.cache import CandleCache
 from livermore_common.messages import Alert, IndicatorUpdate
+from livermore_common.redisbus import execute_packed
 from livermore_common.streams import StreamEntry
 from services.alerts.evaluator import AlertEvaluator
 from services.alerts.store import AlertStateStore
@@ -48,6 +49,7 @@ async def test_rehearsals_write_nothing_and_change_nothing_that_follows(
     )
     worker.rehearse()  # nothing handled yet: nothing to rehearse, no error
     evaluator.rehearse()
+    assert worker.touch() is None and evaluator.touch() is None
     worker_packed = _recording(worker._store)
     evaluator_packed = _recording(evaluator._store)
     events = [closed(c) for c in wave_candles(90)]
@@ -69,9 +71,12 @@ async def test_rehearsals_write_nothing_and_change_nothing_that_follows(
         while await pubsub.get_message(timeout=0.05) is not None:
             pass  # what the real commits published
         before = await _snapshot(redis_client, keyspace.namespace)
+        touches = [c for c in (worker.touch(), evaluator.touch()) if c is not None]
+        assert worker.touch() is not None  # it has committed series to read
         for _ in range(20):
             worker.rehearse()
             evaluator.rehearse()
+            assert await execute_packed(redis_client, touches) == [1] * len(touches)
         await asyncio.sleep(0.05)
         assert await pubsub.get_message(timeout=0.1) is None  # nothing published
         assert await _snapshot(redis_client, keyspace.namespace) == before  # nothing written
