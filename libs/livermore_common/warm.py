@@ -82,13 +82,12 @@ async def keep_warm(
     activity: Callable[[], int] = lambda: 0,
     ping: bool = True,
     touch: Touch | None = None,
-    always: bool = False,
     wall: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
     """Until `stop` is set: every `period_ms` in which `activity()` (a counter of work done) did
-    not move, and closes are due (`closes_due`) or work ran in the last `HANGOVER_S` (or
-    `always`), run `rehearse()` and the script call (`touch()`, or a plain `return 1`).
+    not move, and closes are due (`closes_due`) or work ran in the last `HANGOVER_S`, run
+    `rehearse()` and the script call (`touch()`, or a plain `return 1`).
     `period_ms <= 0` returns at once (off). A failing rehearsal is logged once and the loop goes
     on; a failed call is left to the real path."""
     if period_ms <= 0:
@@ -99,7 +98,7 @@ async def keep_warm(
     last_work = monotonic()
     failed = False
     while True:
-        wanted = always or closes_due(wall()) or monotonic() - last_work < HANGOVER_S
+        wanted = closes_due(wall()) or monotonic() - last_work < HANGOVER_S
         await asyncio.sleep(period if wanted else IDLE_CHECK_S)
         # A cancellation a library swallowed (see `raise_if_cancelled`) must still end the loop:
         # a task group waits for this task when the service stops or its session fails.
