@@ -327,18 +327,25 @@ class Latency(NamedTuple):
     all_updates: list[float]
 
 
+def service_env(redis_url: str, keys: KeySpace, database_url: str | None) -> dict[str, str]:
+    """The environment of the services a latency run starts: this Redis, the run's namespace,
+    and the private database when alert_history is recorded."""
+    env = dict(os.environ)
+    env.update(
+        LIVERMORE_REDIS_URL=redis_url,
+        LIVERMORE_NAMESPACE=keys.namespace,
+        LIVERMORE_LOG_LEVEL="warning",
+    )
+    if database_url:
+        env["LIVERMORE_DATABASE_URL"] = database_url
+    return env
+
+
 async def latency_run(
     redis_url: str, database_url: str | None, series: int, ticks: int, interval: float
 ) -> Latency:
     async with namespaced(redis_url, "latency") as (redis, keys):
-        env = dict(os.environ)
-        env.update(
-            LIVERMORE_REDIS_URL=redis_url,
-            LIVERMORE_NAMESPACE=keys.namespace,
-            LIVERMORE_LOG_LEVEL="warning",
-        )
-        if database_url:
-            env["LIVERMORE_DATABASE_URL"] = database_url
+        env = service_env(redis_url, keys, database_url)
         cache = CandleCache(redis, keys)
         symbols = [f"L{n:03d}" for n in range(series)]
         phases = [n * 0.9 for n in range(series)]
@@ -407,14 +414,7 @@ async def evaluator_run(
     publish them) to the indicator stream a tick at a time. Milliseconds from each alert-raising
     update's append to the alert's arrival: without the worker's CPU and Redis time competing."""
     async with namespaced(redis_url, "evaluator") as (redis, keys):
-        env = dict(os.environ)
-        env.update(
-            LIVERMORE_REDIS_URL=redis_url,
-            LIVERMORE_NAMESPACE=keys.namespace,
-            LIVERMORE_LOG_LEVEL="warning",
-        )
-        if database_url:
-            env["LIVERMORE_DATABASE_URL"] = database_url
+        env = service_env(redis_url, keys, database_url)
         warm = 40
         by_tick: list[list[IndicatorUpdate]] = [[] for _ in range(warm + ticks)]
         for n in range(series):
