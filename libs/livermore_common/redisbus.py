@@ -231,22 +231,8 @@ class ScriptRunner:
         """One reply per call (each call is `numkeys, keys..., args...`); errors are raised."""
         if not calls:
             return []
-        sha = self._shas.get(script) or await self._load(script)
-        replies = await execute_packed(
-            self._redis, (pack_command("EVALSHA", sha, *c) for c in calls)
-        )
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            sha = await self._load(script)
-            again = await execute_packed(
-                self._redis, (pack_command("EVALSHA", sha, *calls[i]) for i in missing)
-            )
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        sha = await self.sha(script)
+        return await self.run_packed(script, [pack_command("EVALSHA", sha, *c) for c in calls])
 
     async def _load(self, script: str) -> str:
         raw = await self._redis.script_load(script)

@@ -19,6 +19,7 @@ from livermore_common import messages
 from livermore_common.cache import CandleCache
 from livermore_common.keys import KeySpace
 from livermore_common.messages import Candle, CandleClosed, IndicatorUpdate
+from livermore_common.redisbus import ScriptRunner
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -224,6 +225,21 @@ async def test_a_server_that_lost_its_scripts_still_runs_every_call(
         T0,
         T0 + MINUTE,
     ]
+
+
+async def test_a_script_runner_reloads_a_script_the_server_lost(
+    private_redis: aioredis.Redis,
+) -> None:
+    scripts = ScriptRunner(private_redis)
+    script = "return {KEYS[1], ARGV[1]}"
+    assert await scripts.run(script, [[1, "k", "a"]]) == [[b"k", b"a"]]
+    await private_redis.script_flush()  # as after a restart: the server knows no script
+    assert await scripts.run(script, [[1, "k", "b"], [1, "j", "c"]]) == [
+        [b"k", b"b"],
+        [b"j", b"c"],
+    ]
+    with pytest.raises(ResponseError):  # a failing call still raises
+        await scripts.run("return redis.call('INCR')", [[0]])
 
 
 async def test_a_mixed_batch_keeps_its_order_and_each_candles_targets_and_channels(
